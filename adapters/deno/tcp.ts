@@ -1,0 +1,107 @@
+/**
+ * Deno TCP (and TLS) listener: Deno.listen connections behind the Connection seam.
+ * A read loop per connection feeds the core; writes are queued and a single writer loop
+ * awaits conn.write (which can be partial) so bytes never interleave and bufferedAmount is
+ * exact.
+ */
+import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions } from "../../src/transport.ts";
+
+class DenoConnection implements Connection {
+  remote: { address?: string; port?: number };
+  events!: ConnectionEvents;
+  bufferedAmount = 0;
+  private queue: Uint8Array[] = [];
+  private writing = false;
+  private closing = false;
+  closed = false;
+
+  constructor(private readonly conn: Deno.Conn) {
+    const a = conn.remoteAddr as Deno.NetAddr;
+    this.remote = { address: a.hostname, port: a.port };
+  }
+
+  write(bytes: Uint8Array): boolean {
+    if (this.closed) return false;
+    this.queue.push(bytes);
+    this.bufferedAmount += bytes.length;
+    if (!this.writing) void this.writeLoop();
+    return false;
+  }
+
+  private async writeLoop() {
+    this.writing = true;
+    try {
+      while (this.queue.length && !this.closed) {
+        let buf: Uint8Array;
+        if (this.queue.length === 1) buf = this.queue[0];
+        else {
+          buf = new Uint8Array(this.bufferedAmount);
+          let p = 0;
+          for (const b of this.queue) { buf.set(b, p); p += b.length; }
+        }
+        this.queue = [];
+        let off = 0;
+        while (off < buf.length) off += await this.conn.write(off ? buf.subarray(off) : buf);
+        this.bufferedAmount -= buf.length;
+      }
+    } catch {
+      this.shut();
+    } finally {
+      this.writing = false;
+    }
+    if (this.closing) this.shut();
+    else if (!this.closed) this.events.drain();
+  }
+
+  close(): void {
+    if (this.closed || this.closing) return;
+    this.closing = true;
+    if (!this.writing) this.shut();
+  }
+
+  shut() {
+    if (this.closed) return;
+    this.closed = true;
+    try { this.conn.close(); } catch { /* already closed */ }
+  }
+}
+
+async function serve(conn: Deno.Conn, acceptor: Acceptor) {
+  try { (conn as Deno.TcpConn).setNoDelay?.(true); } catch { /* not TCP */ }
+  const c = new DenoConnection(conn);
+  const events = acceptor.accept(c);
+  c.events = events;
+  const buf = new Uint8Array(64 * 1024);
+  let err: Error | undefined;
+  try {
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      events.data(buf.slice(0, n));
+      if (c.closed) break;
+    }
+  } catch (e) {
+    if (!c.closed) err = e as Error;
+  }
+  c.shut();
+  events.close(err);
+}
+
+export async function listenTcp(acceptor: Acceptor, opts: ListenOptions & { tls?: { cert: string; key: string } }): Promise<Listener> {
+  const listener = opts.tls
+    ? Deno.listenTls({ hostname: opts.host, port: opts.port, cert: opts.tls.cert, key: opts.tls.key })
+    : Deno.listen({ hostname: opts.host, port: opts.port });
+  (async () => {
+    try {
+      for await (const conn of listener) void serve(conn, acceptor);
+    } catch { /* listener closed */ }
+  })();
+  return {
+    host: opts.host,
+    port: (listener.addr as Deno.NetAddr).port,
+    close: () => {
+      try { listener.close(); } catch { /* closed */ }
+      return Promise.resolve();
+    },
+  };
+}

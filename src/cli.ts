@@ -1,0 +1,116 @@
+/**
+ * Command line, environment and config file -> Config. Precedence: flags > environment
+ * (COLIBRI_<OPTION>) > JSON config file (--config) > defaults. Every error names the option,
+ * the value and the fix.
+ */
+import { coerce, type Config, ConfigError, defaults, flagName, resolveConfig, rules } from "./config.ts";
+
+export const VERSION = "0.1.0";
+
+const descriptions: Partial<Record<keyof Config, string>> = {
+  host: "address to listen on",
+  port: "TCP port (0 = any free port)",
+  nodeId: "node id in a cluster (default: random)",
+  persistence: "memory (embedded, default) or redis",
+  redisUrl: "Redis URL for --persistence redis",
+  redisPrefix: "key prefix in Redis (several brokers or tests can share one Redis)",
+  connectTimeoutMs: "ms a connection may take to send CONNECT",
+  maxPacketSize: "largest packet accepted, bytes",
+  maxQueuedMessages: "QoS 1/2 messages queued per session",
+  maxInflight: "QoS 1/2 messages in flight per client",
+  receiveMaximum: "QoS 1/2 publishes a client may leave unacknowledged (MQTT 5)",
+  maxOutputBuffer: "bytes buffered per slow connection before QoS 0 is dropped",
+  topicAliasMaximum: "topic aliases accepted per client (MQTT 5)",
+  maxKeepalive: "cap on client keepalive, seconds (0 = none)",
+  maxSessionExpiry: "cap on session expiry interval, seconds",
+  maximumQoS: "highest QoS granted",
+  responseInformation: "Response Information returned when requested (MQTT 5)",
+  serverReference: "redirect every client to this server (MQTT 5 0x9C/0x9D)",
+  serverMoved: "with --server-reference: 0x9D server moved instead of 0x9C",
+  logLevel: "debug, info, warn, error or silent",
+};
+
+export function helpText(): string {
+  const lines = [
+    `colibri ${VERSION} — MQTT 3.1 / 3.1.1 / 5.0 broker`,
+    "",
+    "usage: bun run src/main.ts [options]      deno run -P src/main.ts [options]",
+    "",
+    "options (also COLIBRI_<OPTION> in the environment, or keys of a JSON file given with --config):",
+  ];
+  for (const key of Object.keys(rules) as (keyof Config)[]) {
+    const d = defaults[key];
+    lines.push(`  --${flagName(key).padEnd(28)} ${descriptions[key] ?? ""} (default: ${d === "" ? "none" : String(d)})`);
+  }
+  lines.push("  --config <file.json>           read options from a JSON file");
+  lines.push("  --help, --version");
+  return lines.join("\n");
+}
+
+export type CliResult = { kind: "help" } | { kind: "version" } | { kind: "run"; config: Config };
+
+const byFlag = new Map<string, keyof Config>(
+  (Object.keys(rules) as (keyof Config)[]).map((k) => [flagName(k), k]),
+);
+const byEnv = new Map<string, keyof Config>(
+  (Object.keys(rules) as (keyof Config)[]).map((k) => ["COLIBRI_" + flagName(k).replace(/-/g, "_").toUpperCase(), k]),
+);
+
+export function parseCli(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  readFile: (path: string) => string,
+): CliResult {
+  const fromFlags: Partial<Record<keyof Config, unknown>> = {};
+  let configFile: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--help" || a === "-h") return { kind: "help" };
+    if (a === "--version" || a === "-v") return { kind: "version" };
+    if (!a.startsWith("--")) throw new ConfigError(`unexpected argument ${JSON.stringify(a)}: options start with --; see --help`);
+    let name = a.slice(2);
+    let value: string | undefined;
+    const eq = name.indexOf("=");
+    if (eq >= 0) {
+      value = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
+    if (name === "config") {
+      configFile = value ?? argv[++i];
+      if (!configFile) throw new ConfigError("--config needs a file path: --config colibri.json");
+      continue;
+    }
+    const key = byFlag.get(name);
+    if (!key) throw new ConfigError(`unknown option --${name}: see --help for the list of options`);
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (rules[key].kind === "bool" && (next === undefined || next.startsWith("--"))) value = "true";
+      else if (next === undefined) throw new ConfigError(`--${name} needs a value: --${name} <value>`);
+      else value = argv[++i];
+    }
+    fromFlags[key] = coerce(key, value, `--${name}`);
+  }
+  const merged: Partial<Record<keyof Config, unknown>> = {};
+  configFile ??= env.COLIBRI_CONFIG;
+  if (configFile) {
+    let json: unknown;
+    try {
+      json = JSON.parse(readFile(configFile));
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${configFile}: ${(e as Error).message}; fix the path or the JSON`);
+    }
+    if (typeof json !== "object" || json === null || Array.isArray(json)) {
+      throw new ConfigError(`config file ${configFile} must hold a JSON object of options`);
+    }
+    for (const [k, v] of Object.entries(json)) {
+      if (!(k in rules)) throw new ConfigError(`unknown option ${JSON.stringify(k)} in ${configFile}: see --help`);
+      merged[k as keyof Config] = coerce(k as keyof Config, v, `${k} in ${configFile}`);
+    }
+  }
+  for (const [envName, key] of byEnv) {
+    const v = env[envName];
+    if (v !== undefined && v !== "") merged[key] = coerce(key, v, envName);
+  }
+  Object.assign(merged, fromFlags);
+  return { kind: "run", config: resolveConfig(merged as Partial<Config>) };
+}

@@ -1,0 +1,164 @@
+/**
+ * Configuration: defaults, and validation that names the option, the value and the fix.
+ * Sources (flags, environment, JSON file) are merged in cli.ts; this module only knows
+ * the shape and the rules.
+ */
+export interface Config {
+  host: string;
+  port: number;
+  /** Node id (cluster); random per process unless set. */
+  nodeId: string;
+  persistence: "memory" | "redis";
+  redisUrl: string;
+  redisPrefix: string;
+  /** Milliseconds a new connection may take to send CONNECT. */
+  connectTimeoutMs: number;
+  /** Largest packet accepted (bytes, whole packet) — MQTT 5 Maximum Packet Size. */
+  maxPacketSize: number;
+  /** Bounded offline/outgoing queue per session (QoS 1/2 messages). */
+  maxQueuedMessages: number;
+  /** Outgoing QoS 1/2 messages in flight per client (capped by the client's Receive Maximum). */
+  maxInflight: number;
+  /** Broker's Receive Maximum: incoming QoS 1/2 publishes a client may have unacknowledged. */
+  receiveMaximum: number;
+  /** Bytes an adapter may hold for one slow connection before QoS 0 traffic is dropped. */
+  maxOutputBuffer: number;
+  /** Client-to-server topic aliases accepted (MQTT 5 Topic Alias Maximum); 0 disables. */
+  topicAliasMaximum: number;
+  /** Cap on the client's keepalive in seconds (MQTT 5 Server Keep Alive); 0 = no cap. */
+  maxKeepalive: number;
+  /** Cap on session expiry interval (seconds). */
+  maxSessionExpiry: number;
+  maximumQoS: 0 | 1 | 2;
+  retainAvailable: boolean;
+  wildcardSubscriptionAvailable: boolean;
+  subscriptionIdentifiersAvailable: boolean;
+  sharedSubscriptionAvailable: boolean;
+  /** Returned as Response Information when a client requests it (MQTT 5). */
+  responseInformation: string;
+  /** Server Reference for redirection (MQTT 5); empty = none. */
+  serverReference: string;
+  /** With serverReference: true = 0x9D Server moved (permanent), false = 0x9C Use another server. */
+  serverMoved: boolean;
+  logLevel: "debug" | "info" | "warn" | "error" | "silent";
+}
+
+export const defaults: Config = {
+  host: "0.0.0.0",
+  port: 1883,
+  nodeId: "",
+  persistence: "memory",
+  redisUrl: "redis://127.0.0.1:6379",
+  redisPrefix: "colibri:",
+  connectTimeoutMs: 10_000,
+  maxPacketSize: 16 * 1024 * 1024,
+  maxQueuedMessages: 1000,
+  maxInflight: 1024,
+  receiveMaximum: 1024,
+  maxOutputBuffer: 1024 * 1024,
+  topicAliasMaximum: 100,
+  maxKeepalive: 0,
+  maxSessionExpiry: 0xffffffff,
+  maximumQoS: 2,
+  retainAvailable: true,
+  wildcardSubscriptionAvailable: true,
+  subscriptionIdentifiersAvailable: true,
+  sharedSubscriptionAvailable: true,
+  responseInformation: "",
+  serverReference: "",
+  serverMoved: false,
+  logLevel: "info",
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+type Rule = { kind: "int"; min: number; max: number } | { kind: "bool" } | { kind: "string" } | {
+  kind: "enum";
+  values: readonly (string | number)[];
+};
+
+export const rules: Record<keyof Config, Rule> = {
+  host: { kind: "string" },
+  port: { kind: "int", min: 0, max: 65535 },
+  nodeId: { kind: "string" },
+  persistence: { kind: "enum", values: ["memory", "redis"] },
+  redisUrl: { kind: "string" },
+  redisPrefix: { kind: "string" },
+  connectTimeoutMs: { kind: "int", min: 100, max: 3_600_000 },
+  maxPacketSize: { kind: "int", min: 64, max: 268_435_460 },
+  maxQueuedMessages: { kind: "int", min: 0, max: 10_000_000 },
+  maxInflight: { kind: "int", min: 1, max: 65535 },
+  receiveMaximum: { kind: "int", min: 1, max: 65535 },
+  maxOutputBuffer: { kind: "int", min: 1024, max: 1 << 30 },
+  topicAliasMaximum: { kind: "int", min: 0, max: 65535 },
+  maxKeepalive: { kind: "int", min: 0, max: 65535 },
+  maxSessionExpiry: { kind: "int", min: 0, max: 0xffffffff },
+  maximumQoS: { kind: "enum", values: [0, 1, 2] },
+  retainAvailable: { kind: "bool" },
+  wildcardSubscriptionAvailable: { kind: "bool" },
+  subscriptionIdentifiersAvailable: { kind: "bool" },
+  sharedSubscriptionAvailable: { kind: "bool" },
+  responseInformation: { kind: "string" },
+  serverReference: { kind: "string" },
+  serverMoved: { kind: "bool" },
+  logLevel: { kind: "enum", values: ["debug", "info", "warn", "error", "silent"] },
+};
+
+/** kebab-case flag name of a config key: maxPacketSize -> max-packet-size */
+export function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+}
+
+/**
+ * Coerce one raw value (string from flags/env, or JSON value) to the option's type.
+ * `source` names where it came from for the error message ("--port", "COLIBRI_PORT", "config.json").
+ */
+export function coerce(key: keyof Config, raw: unknown, source: string): unknown {
+  const rule = rules[key];
+  const bad = (fix: string) =>
+    new ConfigError(`invalid value ${JSON.stringify(raw)} for ${source}: ${fix}`);
+  switch (rule.kind) {
+    case "int": {
+      const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+      if (!Number.isInteger(n) || n < rule.min || n > rule.max) {
+        throw bad(`expected a whole number from ${rule.min} to ${rule.max}`);
+      }
+      return n;
+    }
+    case "bool": {
+      if (raw === true || raw === "true" || raw === "1" || raw === "yes") return true;
+      if (raw === false || raw === "false" || raw === "0" || raw === "no") return false;
+      throw bad("expected true or false");
+    }
+    case "enum": {
+      const hit = rule.values.find((v) => String(v) === String(raw));
+      if (hit === undefined) throw bad(`expected one of ${rule.values.join(", ")}`);
+      return hit;
+    }
+    case "string": {
+      if (typeof raw !== "string") throw bad("expected a string");
+      return raw;
+    }
+  }
+}
+
+/** Cross-field checks after merging. */
+export function validate(c: Config): Config {
+  if (c.persistence === "redis" && !/^rediss?:\/\//.test(c.redisUrl)) {
+    throw new ConfigError(
+      `invalid value ${JSON.stringify(c.redisUrl)} for --redis-url: expected redis://host:port or rediss://host:port`,
+    );
+  }
+  return c;
+}
+
+export function resolveConfig(partial: Partial<Config>): Config {
+  const c = { ...defaults, ...partial };
+  if (!c.nodeId) c.nodeId = Math.random().toString(36).slice(2, 10);
+  return validate(c);
+}

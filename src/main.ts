@@ -1,0 +1,92 @@
+/**
+ * Composition root: flags/env/file -> Config -> persistence -> broker -> the runtime's
+ * listener. The only module that picks adapters (by runtime, with a dynamic import, so the
+ * core never loads Bun- or Deno-specific code).
+ */
+import { readFileSync } from "node:fs";
+import process from "node:process";
+import { helpText, parseCli, VERSION } from "./cli.ts";
+import { type Config, ConfigError } from "./config.ts";
+import { Broker } from "./broker.ts";
+import { createLogger } from "./log.ts";
+import { MemoryPersistence } from "./persistence/memory.ts";
+import type { Persistence } from "./persistence/persistence.ts";
+import type { ListenFn } from "./transport.ts";
+
+const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+
+async function loadListen(): Promise<ListenFn> {
+  const mod = isBun ? await import("../adapters/bun/tcp.ts") : await import("../adapters/deno/tcp.ts");
+  return mod.listenTcp as ListenFn;
+}
+
+async function openPersistence(config: Config): Promise<Persistence> {
+  if (config.persistence === "memory") return new MemoryPersistence();
+  const { RedisPersistence } = await import("../adapters/redis/redis.ts");
+  return await RedisPersistence.connect({ url: config.redisUrl, prefix: config.redisPrefix });
+}
+
+function fatal(message: string): never {
+  console.error(`colibri: ${message}`);
+  process.exit(2);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let config: Config;
+  try {
+    const r = parseCli(argv, process.env as Record<string, string | undefined>, (p) => readFileSync(p, "utf8"));
+    if (r.kind === "help") {
+      console.log(helpText());
+      return;
+    }
+    if (r.kind === "version") {
+      console.log(`colibri ${VERSION}`);
+      return;
+    }
+    config = r.config;
+  } catch (e) {
+    if (e instanceof ConfigError) fatal(e.message);
+    throw e;
+  }
+  const log = createLogger(config.logLevel);
+  let persistence: Persistence;
+  try {
+    persistence = await openPersistence(config);
+  } catch (e) {
+    fatal(`${(e as Error).message} (check --redis-url, or use --persistence memory)`);
+  }
+  const broker = new Broker({ config, persistence, log });
+  await broker.start();
+  const listen = await loadListen();
+  let listener;
+  try {
+    listener = await listen(broker, { host: config.host, port: config.port });
+  } catch (e) {
+    const msg = String((e as Error)?.message ?? e);
+    const code = (e as { code?: string }).code;
+    if (code === "EADDRINUSE" || /in use|EADDRINUSE|AddrInUse/i.test(msg) || (e as Error)?.name === "AddrInUse") {
+      fatal(`port ${config.port} on ${config.host} is already in use; choose another with --port <n> (or COLIBRI_PORT)`);
+    }
+    if (/EACCES|permission/i.test(msg)) {
+      fatal(`no permission to listen on ${config.host}:${config.port}; use a port above 1023 with --port <n>`);
+    }
+    fatal(`cannot listen on ${config.host}:${config.port}: ${msg} (check --host and --port)`);
+  }
+  log.info("colibri listening", {
+    host: config.host, port: listener.port, runtime: isBun ? "bun" : "deno",
+    persistence: persistence.name, node: config.nodeId,
+  });
+  const stop = async () => {
+    log.info("shutting down");
+    await listener.close();
+    await broker.close();
+    await persistence.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+if ((import.meta as { main?: boolean }).main) {
+  await main(process.argv.slice(2));
+}

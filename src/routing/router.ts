@@ -1,0 +1,190 @@
+/**
+ * Delivery routing: topic -> the local sessions that get a copy, with the QoS, retain flag and
+ * subscription identifiers each one gets. Matches are cached per topic and the cache is
+ * dropped whenever the subscription table changes (subscribe storms simply run uncached).
+ *
+ * Overlapping subscriptions of one client are delivered once [MQTT-3.3.4-2 / 3.1.1 §3.3.5]:
+ * at the highest QoS of the matching subscriptions, carrying every matching subscription
+ * identifier [MQTT-3.3.4-3], retain-as-published if any matching subscription asks for it.
+ * Shared subscriptions `$share/{group}/{filter}` pick one member per group per message
+ * [MQTT-4.8.2-4], round robin, preferring members that are connected and have window room.
+ *
+ * A cluster bus later feeds remote publishes into route() and reads the filter set to build
+ * its node route table; nothing here knows about sockets or persistence.
+ */
+import type { QoS, StoredMessage, StoredSubscription } from "../persistence/persistence.ts";
+import { TopicTrie } from "./topic-trie.ts";
+
+export interface DeliveryOptions {
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds?: number[];
+}
+
+/** What the router needs of a session. */
+export interface Subscriber {
+  readonly clientId: string;
+  /** Connected and able to take another QoS>0 message now (shared-subscription choice). */
+  readyForMore(): boolean;
+  /** Connected at all. */
+  isOnline(): boolean;
+  deliver(msg: StoredMessage, opts: DeliveryOptions): Promise<void> | void;
+}
+
+interface Entry {
+  sub: Subscriber;
+  opts: StoredSubscription;
+}
+
+interface Target {
+  sub: Subscriber;
+  entries: StoredSubscription[];
+}
+
+class SharedGroup {
+  members = new Map<string, Entry>();
+  private rr = 0;
+  constructor(readonly name: string, readonly filter: string) {}
+
+  pick(): Entry | undefined {
+    const list = [...this.members.values()];
+    if (list.length === 0) return undefined;
+    const n = list.length;
+    // first choice: online with room; then online; then anyone (kept in its session)
+    for (const test of [(e: Entry) => e.sub.readyForMore(), (e: Entry) => e.sub.isOnline(), () => true]) {
+      for (let i = 0; i < n; i++) {
+        const e = list[(this.rr + i) % n];
+        if (test(e)) {
+          this.rr = (this.rr + i + 1) % n;
+          return e;
+        }
+      }
+    }
+    return undefined;
+  }
+}
+
+interface Match {
+  targets: Target[];
+  groups: SharedGroup[];
+}
+
+const CACHE_LIMIT = 10_000;
+
+export class Router {
+  private trie = new TopicTrie<Entry>();
+  private shared = new TopicTrie<SharedGroup>();
+  private cache = new Map<string, Match>();
+
+  get subscriptionCount(): number {
+    return this.trie.size;
+  }
+
+  add(sub: Subscriber, s: StoredSubscription, share?: { group: string; filter: string }): void {
+    this.cache.clear();
+    if (share) {
+      let g = this.shared.get(share.filter, share.group);
+      if (!g) this.shared.add(share.filter, share.group, g = new SharedGroup(share.group, share.filter));
+      g.members.set(sub.clientId, { sub, opts: s });
+      return;
+    }
+    this.trie.add(s.filter, sub.clientId, { sub, opts: s });
+  }
+
+  remove(clientId: string, filter: string, share?: { group: string; filter: string }): boolean {
+    this.cache.clear();
+    if (share) {
+      const g = this.shared.get(share.filter, share.group);
+      if (!g || !g.members.delete(clientId)) return false;
+      if (g.members.size === 0) this.shared.remove(share.filter, share.group);
+      return true;
+    }
+    return this.trie.remove(filter, clientId);
+  }
+
+  /** Replace the subscriber object behind a client id (a session object re-created). */
+  has(clientId: string, filter: string): boolean {
+    return this.trie.get(filter, clientId) !== undefined;
+  }
+
+  private lookup(topic: string): Match {
+    let m = this.cache.get(topic);
+    if (m) return m;
+    const byClient = new Map<string, Target>();
+    this.trie.match(topic, (_k, e) => {
+      const t = byClient.get(e.sub.clientId);
+      if (t) t.entries.push(e.opts);
+      else byClient.set(e.sub.clientId, { sub: e.sub, entries: [e.opts] });
+    });
+    const groups: SharedGroup[] = [];
+    this.shared.match(topic, (_k, g) => groups.push(g));
+    m = { targets: [...byClient.values()], groups };
+    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    this.cache.set(topic, m);
+    return m;
+  }
+
+  /**
+   * Deliver a message to every matching local subscriber. `publisher` is the client id of the
+   * sender (no-local). Returns promises of deliveries that had to be persisted (the publisher's
+   * acknowledgement waits for them), or undefined when none.
+   */
+  route(msg: StoredMessage, publisher?: string): { matched: number; pending?: Promise<void>[] } {
+    const m = this.lookup(msg.topic);
+    let pending: Promise<void>[] | undefined;
+    let matched = 0;
+    for (let i = 0; i < m.targets.length; i++) {
+      const t = m.targets[i];
+      const o = merge(t, msg, publisher);
+      if (!o) continue;
+      matched++;
+      const r = t.sub.deliver(msg, o);
+      if (r) (pending ??= []).push(r);
+    }
+    for (const g of m.groups) {
+      const e = g.pick();
+      if (!e) continue;
+      matched++;
+      // [MQTT-4.8.2-5] no-local does not apply to shared subscriptions... (it is a protocol error there)
+      const o: DeliveryOptions = {
+        qos: Math.min(msg.qos, e.opts.qos) as QoS,
+        retain: e.opts.retainAsPublished ? msg.retain : false,
+        subscriptionIds: e.opts.subscriptionId ? [e.opts.subscriptionId] : undefined,
+      };
+      const r = e.sub.deliver(msg, o);
+      if (r) (pending ??= []).push(r);
+    }
+    return { matched, pending };
+  }
+
+  /** Every (clientId, filter) pair, for diagnostics and cluster route tables. */
+  *filters(): Generator<string> {
+    const seen = new Set<string>();
+    for (const [f] of this.trie.entries()) if (!seen.has(f)) { seen.add(f); yield f; }
+    for (const [f] of this.shared.entries()) if (!seen.has(f)) { seen.add(f); yield f; }
+  }
+}
+
+function merge(t: Target, msg: StoredMessage, publisher?: string): DeliveryOptions | undefined {
+  const own = publisher !== undefined && publisher === t.sub.clientId;
+  if (t.entries.length === 1) {
+    const s = t.entries[0];
+    if (own && s.noLocal) return undefined; // [MQTT-3.8.3-3]
+    return {
+      qos: (msg.qos < s.qos ? msg.qos : s.qos) as QoS, // [MQTT-3.8.4-8] downgrade to granted QoS
+      retain: s.retainAsPublished ? msg.retain : false, // [MQTT-3.3.1-12] / [MQTT-3.3.1-13]
+      subscriptionIds: s.subscriptionId ? [s.subscriptionId] : undefined,
+    };
+  }
+  let qos = -1;
+  let retain = false;
+  let ids: number[] | undefined;
+  for (const s of t.entries) {
+    if (own && s.noLocal) continue;
+    if (s.qos > qos) qos = s.qos;
+    if (s.retainAsPublished && msg.retain) retain = true;
+    if (s.subscriptionId) (ids ??= []).push(s.subscriptionId);
+  }
+  if (qos < 0) return undefined;
+  return { qos: Math.min(msg.qos, qos) as QoS, retain, subscriptionIds: ids };
+}

@@ -1,0 +1,134 @@
+/**
+ * CONNECT as a list of named steps (validate -> identify -> negotiate -> take the session ->
+ * CONNACK -> resume). Each step throws MqttError with the CONNACK reason code of its refusal;
+ * Client.fail turns that into the CONNACK (3.1.1 return code or 5.0 reason code) and closes.
+ */
+import type { ConnectPacket } from "../../protocol/codec.ts";
+import { MqttError, RC } from "../../protocol/reason-codes.ts";
+import { topicNameError } from "../../routing/topic.ts";
+import type { StoredWill } from "../../persistence/persistence.ts";
+import type { Client } from "../client.ts";
+import { NEVER_EXPIRES } from "../session.ts";
+
+function validate(c: Client, p: ConnectPacket): void {
+  const cfg = c.ctx.config;
+  const name = p.protocolId;
+  if ((c.version === 3 && name !== "MQIsdp") || (c.version !== 3 && name !== "MQTT")) {
+    // [MQTT-3.1.2-1] protocol name must match the level
+    throw new MqttError(RC.UNSUPPORTED_PROTOCOL_VERSION, `protocol name ${name} does not match level ${c.version}`);
+  }
+  if (c.version !== 5 && p.password !== undefined && p.username === undefined) {
+    throw new MqttError(RC.MALFORMED_PACKET, "password without user name"); // [MQTT-3.1.2-22]
+  }
+  const props = p.properties;
+  if (props?.authenticationMethod !== undefined) {
+    // enhanced authentication is not offered [MQTT-4.12.0-1]
+    throw new MqttError(RC.BAD_AUTH_METHOD, `authentication method ${props.authenticationMethod} is not supported`);
+  }
+  if (props?.receiveMaximum === 0) throw new MqttError(RC.PROTOCOL_ERROR, "receive maximum 0"); // [MQTT-3.1.2-?]
+  if (props?.maximumPacketSize === 0) throw new MqttError(RC.PROTOCOL_ERROR, "maximum packet size 0");
+  const w = p.will;
+  if (w) {
+    const bad = topicNameError(w.topic);
+    if (bad) throw new MqttError(c.version === 5 ? RC.TOPIC_NAME_INVALID : RC.MALFORMED_PACKET, `will ${bad}`);
+    if ((w.qos ?? 0) > cfg.maximumQoS) throw new MqttError(RC.QOS_NOT_SUPPORTED, `will QoS ${w.qos} not supported`); // [MQTT-3.2.2-12]
+    if (w.retain && !cfg.retainAvailable) throw new MqttError(RC.RETAIN_NOT_SUPPORTED, "retain not available"); // [MQTT-3.2.2-13]
+  }
+  if (cfg.serverReference) {
+    // redirection (draining a node): refuse with Use another server / Server moved
+    throw new MqttError(cfg.serverMoved ? RC.SERVER_MOVED : RC.USE_ANOTHER_SERVER, `redirected to ${cfg.serverReference}`);
+  }
+}
+
+function identify(c: Client, p: ConnectPacket): boolean {
+  if (p.clientId !== "") return false;
+  // [MQTT-3.1.3-8] zero-length id with a persistent session is refused in 3.1.1;
+  // 3.1 requires 1..23 characters
+  if (c.version === 3 || (c.version === 4 && !p.clean)) {
+    throw new MqttError(RC.CLIENT_ID_NOT_VALID, "empty client id needs clean session");
+  }
+  // [MQTT-3.1.3-6] assign a unique id
+  p.clientId = `colibri-${c.ctx.config.nodeId}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  return true;
+}
+
+function toWill(c: Client, p: ConnectPacket): StoredWill | undefined {
+  const w = p.will;
+  if (!w) return undefined;
+  const pr = w.properties;
+  const payload = typeof w.payload === "string" ? new TextEncoder().encode(w.payload) : w.payload;
+  const { willDelayInterval, ...rest } = pr ?? {};
+  return {
+    topic: w.topic,
+    payload,
+    qos: w.qos ?? 0,
+    retain: w.retain ?? false,
+    properties: c.version === 5 && Object.keys(rest).length ? rest as StoredWill["properties"] : undefined,
+    delay: c.version === 5 ? willDelayInterval ?? 0 : 0,
+  };
+}
+
+export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> {
+  const ctx = c.ctx;
+  const cfg = ctx.config;
+  validate(c, p);
+  const assigned = identify(c, p);
+  c.clientId = p.clientId;
+  const props = p.properties ?? {};
+  const ack: Record<string, unknown> = {};
+  // keepalive, capped by Server Keep Alive [MQTT-3.2.2-21]
+  let ka = p.keepalive ?? 0;
+  if (cfg.maxKeepalive > 0 && (ka === 0 || ka > cfg.maxKeepalive)) {
+    ka = cfg.maxKeepalive;
+    if (c.version === 5) ack.serverKeepAlive = ka;
+  }
+  c.keepaliveMs = ka * 1000;
+  // session expiry
+  let expiry: number;
+  if (c.version === 5) {
+    expiry = props.sessionExpiryInterval ?? 0;
+    if (expiry > cfg.maxSessionExpiry) {
+      expiry = cfg.maxSessionExpiry;
+      ack.sessionExpiryInterval = expiry;
+    }
+  } else expiry = p.clean ? 0 : NEVER_EXPIRES;
+  c.connectExpiry = expiry;
+  if (c.version === 5) {
+    c.sendWindow = Math.min(props.receiveMaximum ?? 65535, cfg.maxInflight);
+    c.maxOutPacket = props.maximumPacketSize ?? Infinity;
+    c.outAliasMax = props.topicAliasMaximum ?? 0;
+    c.requestProblemInfo = props.requestProblemInformation !== false;
+  } else c.sendWindow = cfg.maxInflight;
+  c.will = toWill(c, p);
+
+  const { session, present } = await ctx.takeSession(c.clientId, p.clean ?? true);
+  if (c.closed) return;
+  session.client = c;
+  session.expiryInterval = expiry;
+  session.protocolVersion = c.version;
+  c.session = session;
+  c.connected = true;
+  ctx.stats.connections++;
+  if (session.persistent || c.will) await ctx.persistSession(session, c.will);
+  if (c.closed) return;
+
+  if (c.version === 5) {
+    if (assigned) ack.assignedClientIdentifier = c.clientId;
+    ack.receiveMaximum = cfg.receiveMaximum;
+    ack.maximumPacketSize = cfg.maxPacketSize;
+    ack.topicAliasMaximum = cfg.topicAliasMaximum;
+    ack.retainAvailable = cfg.retainAvailable;
+    ack.wildcardSubscriptionAvailable = cfg.wildcardSubscriptionAvailable;
+    ack.subscriptionIdentifiersAvailable = cfg.subscriptionIdentifiersAvailable;
+    ack.sharedSubscriptionAvailable = cfg.sharedSubscriptionAvailable;
+    if (cfg.maximumQoS < 2) ack.maximumQoS = cfg.maximumQoS;
+    if (props.requestResponseInformation && cfg.responseInformation) {
+      ack.responseInformation = cfg.responseInformation; // [MQTT-3.1.2-28]
+    }
+  }
+  // [MQTT-3.2.2-2] session present reflects a resumed session
+  c.sendConnack(present, 0, ack);
+  ctx.wheel.watch(c);
+  ctx.log.debug("client connected", { clientId: c.clientId, version: c.version, present });
+  session.resume(c);
+}

@@ -1,0 +1,83 @@
+/**
+ * SUBSCRIBE: validate each filter, grant a QoS or refuse it (per-filter codes), store the
+ * subscription, SUBACK, then send matching retained messages per Retain Handling.
+ */
+import type { SubscribePacket } from "../../protocol/codec.ts";
+import { MqttError, RC } from "../../protocol/reason-codes.ts";
+import { parseShared, topicFilterError } from "../../routing/topic.ts";
+import type { QoS, StoredSubscription } from "../../persistence/persistence.ts";
+import type { Client } from "../client.ts";
+
+export async function handleSubscribe(c: Client, p: SubscribePacket): Promise<void> {
+  const ctx = c.ctx;
+  const cfg = ctx.config;
+  const s = c.session!;
+  const v5 = c.version === 5;
+  if (!p.subscriptions || p.subscriptions.length === 0) {
+    throw new MqttError(RC.PROTOCOL_ERROR, "SUBSCRIBE with no topic filters"); // [MQTT-3.8.3-3]
+  }
+  const subId = p.properties?.subscriptionIdentifier;
+  if (subId !== undefined && !cfg.subscriptionIdentifiersAvailable) {
+    throw new MqttError(RC.SUBSCRIPTION_IDS_NOT_SUPPORTED, "subscription identifiers are not available");
+  }
+  if (subId === 0) throw new MqttError(RC.PROTOCOL_ERROR, "subscription identifier 0"); // [MQTT-3.8.2-?]
+  const granted: number[] = [];
+  const added: StoredSubscription[] = [];
+  const retainedToSend: Array<{ sub: StoredSubscription; existed: boolean }> = [];
+  for (const r of p.subscriptions) {
+    const filter = r.topic;
+    const share = parseShared(filter);
+    if (share instanceof Error) {
+      granted.push(v5 ? RC.TOPIC_FILTER_INVALID : 0x80);
+      continue;
+    }
+    const inner = share ? share.filter : filter;
+    const bad = topicFilterError(inner);
+    if (bad) {
+      ctx.log.info("subscription refused", { clientId: c.clientId, filter, why: bad });
+      granted.push(v5 ? RC.TOPIC_FILTER_INVALID : 0x80); // [MQTT-3.8.4-?] failure per filter
+      continue;
+    }
+    if (share && r.nl) throw new MqttError(RC.PROTOCOL_ERROR, "no-local on a shared subscription"); // [MQTT-3.8.3-4]
+    if (share && !cfg.sharedSubscriptionAvailable) {
+      granted.push(v5 ? RC.SHARED_SUBS_NOT_SUPPORTED : 0x80);
+      continue;
+    }
+    if (!cfg.wildcardSubscriptionAvailable && /[+#]/.test(inner)) {
+      granted.push(v5 ? RC.WILDCARD_SUBS_NOT_SUPPORTED : 0x80);
+      continue;
+    }
+    const qos = Math.min(r.qos, cfg.maximumQoS) as QoS; // [MQTT-3.8.4-?] granted may be lower
+    const sub: StoredSubscription = { filter, qos };
+    if (v5) {
+      if (r.nl) sub.noLocal = true;
+      if (r.rap) sub.retainAsPublished = true;
+      if (r.rh) sub.retainHandling = r.rh as 0 | 1 | 2;
+      if (subId !== undefined) sub.subscriptionId = subId;
+    }
+    const existed = s.subscriptions.has(filter);
+    // [MQTT-3.8.4-3] an identical filter replaces the existing subscription
+    s.subscriptions.set(filter, sub);
+    ctx.router.add(s, sub, share);
+    added.push(sub);
+    granted.push(qos);
+    if (!share) retainedToSend.push({ sub, existed }); // [MQTT-3.8.4-?] no retained for shared subs
+  }
+  if (s.persistent && added.length) {
+    try {
+      await ctx.persistence.putSubscriptions(s.clientId, added);
+    } catch (e) {
+      ctx.log.error("subscription not stored", { clientId: c.clientId, error: String(e) });
+      for (let i = 0; i < granted.length; i++) if (granted[i] < 0x80) granted[i] = v5 ? RC.UNSPECIFIED_ERROR : 0x80;
+    }
+  }
+  if (c.closed) return;
+  // [MQTT-3.8.4-1] SUBACK with the same packet id, one code per filter [MQTT-3.9.3-1]
+  c.sendPacket({ cmd: "suback", messageId: p.messageId, granted } as never);
+  for (const { sub, existed } of retainedToSend) {
+    const rh = sub.retainHandling ?? 0;
+    // [MQTT-3.3.1-9] rh 0: always; [MQTT-3.3.1-10] rh 1: only for a new subscription; rh 2: never
+    if (rh === 2 || (rh === 1 && existed) || !cfg.retainAvailable) continue;
+    await ctx.sendRetained(s, sub.filter, sub.qos, sub.subscriptionId);
+  }
+}

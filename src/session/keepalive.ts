@@ -1,0 +1,64 @@
+/**
+ * One timer for every connection's keepalive and CONNECT deadline: a wheel of one-second
+ * buckets. A client is put in the bucket of its deadline; activity only updates a number on
+ * the client (no timer work per packet). When a bucket comes due, each client in it is checked:
+ * expired ones are closed, the others re-filed at their new deadline. O(1) per packet, O(1)
+ * amortised per keepalive period per client, no per-client timers.
+ */
+import type { Clock } from "../clock.ts";
+
+export interface Watched {
+  /** Epoch ms after which the connection is dead; Infinity = not watched. */
+  deadline(): number;
+  expire(): void;
+}
+
+export class KeepaliveWheel {
+  private buckets = new Map<number, Set<Watched>>();
+  private timer: unknown;
+  private nextDue = Infinity;
+
+  constructor(private readonly clock: Clock) {}
+
+  /** (Re)file a watched connection at its current deadline. */
+  watch(w: Watched): void {
+    const d = w.deadline();
+    if (!Number.isFinite(d)) return;
+    const sec = Math.ceil(d / 1000);
+    let b = this.buckets.get(sec);
+    if (!b) this.buckets.set(sec, b = new Set());
+    b.add(w);
+    if (sec * 1000 < this.nextDue) this.arm(sec * 1000);
+  }
+
+  private arm(at: number) {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.nextDue = at;
+    this.timer = this.clock.setTimeout(() => this.tick(), Math.max(0, at - this.clock.now()));
+  }
+
+  private tick() {
+    this.timer = undefined;
+    this.nextDue = Infinity;
+    const now = this.clock.now();
+    const nowSec = Math.floor(now / 1000);
+    const due = [...this.buckets.keys()].filter((s) => s <= nowSec).sort((a, b) => a - b);
+    for (const s of due) {
+      const b = this.buckets.get(s)!;
+      this.buckets.delete(s);
+      for (const w of b) {
+        if (w.deadline() <= now) w.expire();
+        else this.watch(w);
+      }
+    }
+    let min = Infinity;
+    for (const s of this.buckets.keys()) if (s < min) min = s;
+    if (Number.isFinite(min)) this.arm(min * 1000);
+  }
+
+  stop() {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.buckets.clear();
+  }
+}
