@@ -1,0 +1,118 @@
+/**
+ * The ioredis client as the persistence needs it:
+ * - start: one attempt, bounded by connectTimeoutMs; failure names the URL (no endless retry
+ *   while the operator waits for a broker that will never come up);
+ * - running: ioredis reconnects by itself with capped exponential backoff, logged sparsely;
+ * - never buffer: a command issued while disconnected rejects at once (enableOfflineQueue
+ *   false) and commands in flight when the socket drops reject at once (maxRetriesPerRequest 0,
+ *   no resend), so the broker never acknowledges a QoS 1/2 message it could not store;
+ *   commandTimeout bounds a Redis that stops answering without closing the socket;
+ * - auto-pipelining: every command issued in one tick leaves in one write (one round trip).
+ */
+import { Redis } from "ioredis";
+import { createLogger, type Logger } from "../../src/log.ts";
+
+export type RedisLogger = Pick<Logger, "info" | "warn" | "error">;
+
+export interface ConnectionOptions {
+  url: string;
+  /** Start-up connect budget in ms (default 3000). */
+  connectTimeoutMs?: number;
+  /** Per-command reply budget in ms while running (default 5000). */
+  commandTimeoutMs?: number;
+  /** Reconnect backoff cap in ms (default 2000). */
+  maxBackoffMs?: number;
+  /** Where connection loss / reconnects are reported (default: an info-level logger). */
+  logger?: RedisLogger;
+}
+
+/** The URL with any password masked, for logs and errors. */
+export function safeUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, (_m, auth: string) => {
+    const colon = auth.indexOf(":");
+    return colon < 0 ? `//${auth}@` : `//${auth.slice(0, colon)}:***@`;
+  });
+}
+
+export async function openRedis(opts: ConnectionOptions): Promise<Redis> {
+  const log = opts.logger ?? createLogger("info");
+  const where = safeUrl(opts.url);
+  const connectTimeout = opts.connectTimeoutMs ?? 3000;
+  const maxBackoff = opts.maxBackoffMs ?? 2000;
+  let started = false;
+  let lastError: Error | undefined;
+  let firstError: Error | undefined; // at start the first error is the cause, later ones echo it
+  let attempts = 0;
+
+  const redis = new Redis(opts.url, {
+    lazyConnect: true,
+    enableAutoPipelining: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    connectTimeout,
+    commandTimeout: opts.commandTimeoutMs ?? 5000,
+    keepAlive: 5000,
+    retryStrategy: (n) => (started ? Math.min(50 * 2 ** n, maxBackoff) : null),
+  });
+
+  // An "error" listener is mandatory (ioredis prints unhandled ones); the reason is logged
+  // with the reconnect lines below instead of once per failed attempt.
+  redis.on("error", (e: Error) => {
+    lastError = e;
+    firstError ??= e;
+  });
+  redis.on("close", () => {
+    if (started && attempts === 0 && redis.status !== "end") {
+      log.warn("redis connection lost; persistent-session writes fail until it is back", {
+        url: where,
+        error: lastError?.message,
+      });
+    }
+  });
+  redis.on("reconnecting", (delay: number) => {
+    attempts++;
+    if ((attempts & (attempts - 1)) === 0) { // 1, 2, 4, 8, ...: sparse during a long outage
+      log.warn("redis reconnecting", { url: where, attempt: attempts, delayMs: delay, error: lastError?.message });
+    }
+  });
+  redis.on("ready", () => {
+    if (started && attempts > 0) log.info("redis reconnected", { url: where, attempts });
+    attempts = 0;
+    lastError = undefined;
+  });
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      redis.connect(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${connectTimeout} ms`)), connectTimeout + 500);
+      }),
+    ]);
+  } catch (e) {
+    redis.disconnect();
+    const reason = (firstError?.message ?? (e as Error).message).replace(/\.+$/, "");
+    throw new Error(
+      `Redis unreachable at ${where}: ${reason}. Check that Redis is running and reachable at that URL.`,
+      { cause: e },
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+  started = true;
+  return redis;
+}
+
+/** Quit politely, then make sure no socket or reconnect timer is left behind. */
+export async function closeRedis(redis: Redis): Promise<void> {
+  redis.removeAllListeners("close"); // a deliberate close is not a lost connection
+  redis.removeAllListeners("reconnecting");
+  try {
+    if (redis.status === "ready") await redis.quit();
+  } catch {
+    // already gone
+  } finally {
+    redis.disconnect();
+  }
+}

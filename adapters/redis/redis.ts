@@ -1,0 +1,281 @@
+/**
+ * Redis persistence (ioredis). Key schema and the reasons for it: keys.ts. Connection policy
+ * (fail fast at start, reconnect while running, never buffer a write): connection.ts.
+ *
+ * Round trips, thanks to auto-pipelining (calls issued in one tick leave in one write) and to
+ * one command per operation (Lua for anything multi-key):
+ * - QoS 1 publish to N persistent sessions: N enqueue calls in one tick = 1 round trip; the
+ *   body travels once per tick (later calls send only the id, see `bodies`); each PUBACK's
+ *   removeOutgoing = 1 round trip, shared by every PUBACK handled in the same tick.
+ * - putRetained / deleteRetained: 1. matchRetained: 1 (+1 only when it finds expired ones).
+ */
+import type { Redis } from "ioredis";
+import type { Buffer } from "node:buffer";
+import type {
+  OutgoingEntry,
+  Persistence,
+  SessionRecord,
+  StoredMessage,
+  StoredSubscription,
+} from "../../src/persistence/persistence.ts";
+import { topicMatches } from "../../src/routing/topic.ts";
+import {
+  decodeEntry,
+  decodeMessage,
+  decodeSession,
+  decodeSubscription,
+  encodeEntry,
+  encodeMessage,
+  encodeSession,
+  encodeSubscription,
+  headerLength,
+} from "./codec.ts";
+import { closeRedis, type ConnectionOptions, openRedis, safeUrl } from "./connection.ts";
+import { Keys } from "./keys.ts";
+import * as lua from "./scripts.ts";
+
+export interface RedisPersistenceOptions extends ConnectionOptions {
+  /** Prepended to every key, e.g. "colibri:". */
+  prefix: string;
+  /** Clock for message expiry (default Date.now). */
+  now?: () => number;
+}
+
+type Arg = string | number | Buffer;
+type Call = (...args: Arg[]) => Promise<unknown>;
+type Scripts = { [K in keyof typeof lua]: Call } & { readQueueB: Call; matchRetainedB: Call };
+
+/** A message body outlives its expiry by this much in Redis (PEXPIREAT safety net only). */
+const BODY_GRACE_MS = 60_000;
+/** How many message ids to remember as "body already sent" (saves re-sending on fan-out). */
+const BODY_MEMORY = 4096;
+/** SSCAN batch for startup iteration. */
+const SCAN_BATCH = 500;
+
+export class RedisPersistence implements Persistence {
+  readonly name: string;
+  private readonly k: Keys;
+  private readonly s: Scripts;
+  private readonly now: () => number;
+  /** Ids whose body this instance sent recently: later enqueues send the id only. If the
+   *  body is gone after all, the script says so and the call is repeated with the body. */
+  private readonly bodies = new Map<string, true>();
+
+  /** Connect (one attempt, bounded) and return the backend; rejects naming the URL. */
+  static async connect(opts: RedisPersistenceOptions): Promise<RedisPersistence> {
+    return new RedisPersistence(await openRedis(opts), opts);
+  }
+
+  private constructor(private readonly redis: Redis, opts: RedisPersistenceOptions) {
+    this.name = `redis ${safeUrl(opts.url)} prefix=${opts.prefix}`;
+    this.k = new Keys(opts.prefix);
+    this.now = opts.now ?? Date.now;
+    const s: Record<string, Call> = {};
+    for (const [name, def] of Object.entries(lua)) {
+      const cmd = `colibri_${name}`;
+      redis.defineCommand(cmd, { lua: def.lua, numberOfKeys: def.keys });
+      const r = redis as unknown as Record<string, Call>;
+      s[name] = r[cmd].bind(redis);
+      s[name + "B"] = r[cmd + "Buffer"].bind(redis);
+    }
+    this.s = s as Scripts;
+  }
+
+  private fail(op: string): (e: unknown) => never {
+    return (e) => {
+      throw new Error(`redis persistence ${op} failed: ${(e as Error).message ?? e}`, { cause: e });
+    };
+  }
+
+  // --- sessions ---------------------------------------------------------------------------
+
+  async getSession(clientId: string): Promise<SessionRecord | undefined> {
+    const h = await this.redis.hgetallBuffer(this.k.session(clientId)).catch(this.fail("getSession"));
+    return decodeSession(clientId, h);
+  }
+
+  async putSession(record: SessionRecord): Promise<void> {
+    const cid = record.clientId;
+    await this.s.touch(this.k.session(cid), this.k.sessions, cid, "hash!", ...encodeSession(record))
+      .catch(this.fail("putSession"));
+  }
+
+  async deleteSession(clientId: string): Promise<void> {
+    await this.s.deleteSession(...this.k.sessionKeys(clientId), this.k.sessions, clientId, this.k.msgPrefix)
+      .catch(this.fail("deleteSession"));
+  }
+
+  async *sessions(): AsyncIterable<SessionRecord> {
+    for await (const ids of this.sessionIds()) {
+      const hashes = await Promise.all(ids.map((id) => this.redis.hgetallBuffer(this.k.session(id))))
+        .catch(this.fail("sessions"));
+      for (let i = 0; i < ids.length; i++) {
+        const r = decodeSession(ids[i], hashes[i]);
+        if (r !== undefined) yield r;
+      }
+    }
+  }
+
+  /** Batches of distinct ids from the sessions set (SSCAN of one set, not of the keyspace). */
+  private async *sessionIds(): AsyncIterable<string[]> {
+    const seen = new Set<string>();
+    let cursor = "0";
+    do {
+      const [next, ids] = await this.redis.sscan(this.k.sessions, cursor, "COUNT", SCAN_BATCH)
+        .catch(this.fail("sessions"));
+      cursor = next;
+      const fresh = ids.filter((id) => !seen.has(id));
+      for (const id of fresh) seen.add(id);
+      if (fresh.length > 0) yield fresh;
+    } while (cursor !== "0");
+  }
+
+  // --- subscriptions ----------------------------------------------------------------------
+
+  async putSubscriptions(clientId: string, subs: StoredSubscription[]): Promise<void> {
+    if (subs.length === 0) return;
+    const fields: string[] = [];
+    for (const sub of subs) fields.push(sub.filter, encodeSubscription(sub));
+    await this.s.touch(this.k.subs(clientId), this.k.sessions, clientId, "hash", ...fields)
+      .catch(this.fail("putSubscriptions"));
+  }
+
+  async removeSubscriptions(clientId: string, filters: string[]): Promise<void> {
+    if (filters.length === 0) return;
+    await this.redis.hdel(this.k.subs(clientId), ...filters).catch(this.fail("removeSubscriptions"));
+  }
+
+  async subscriptions(clientId: string): Promise<StoredSubscription[]> {
+    const h = await this.redis.hgetall(this.k.subs(clientId)).catch(this.fail("subscriptions"));
+    return Object.entries(h).map(([filter, json]) => decodeSubscription(filter, json));
+  }
+
+  async *allSubscriptions(): AsyncIterable<{ clientId: string; sub: StoredSubscription }> {
+    for await (const ids of this.sessionIds()) {
+      const hashes = await Promise.all(ids.map((id) => this.redis.hgetall(this.k.subs(id))))
+        .catch(this.fail("allSubscriptions"));
+      for (let i = 0; i < ids.length; i++) {
+        for (const [filter, json] of Object.entries(hashes[i])) {
+          yield { clientId: ids[i], sub: decodeSubscription(filter, json) };
+        }
+      }
+    }
+  }
+
+  // --- outgoing ---------------------------------------------------------------------------
+
+  async enqueue(clientId: string, entries: OutgoingEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const keys = [this.k.queue(clientId), this.k.entries(clientId), this.k.sessions];
+    for (const e of entries) keys.push(this.k.msg(e.msg.id));
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const args: Arg[] = [keys.length, ...keys, clientId, BODY_GRACE_MS];
+      for (const e of entries) {
+        const id = e.msg.id;
+        const sendBody = attempt > 0 || !this.bodies.has(id);
+        if (sendBody) this.rememberBody(id);
+        args.push(id, encodeEntry(e), sendBody ? encodeMessage(e.msg) : "", e.msg.expiresAt ?? "");
+      }
+      const missing = await this.s.enqueue(...args).catch(this.fail("enqueue")) as string[];
+      if (missing.length === 0) return;
+      for (const id of missing) this.bodies.delete(id);
+    }
+    throw new Error("redis persistence enqueue failed: message body missing after retry"); // unreachable
+  }
+
+  private rememberBody(id: string): void {
+    if (this.bodies.has(id)) return;
+    this.bodies.set(id, true);
+    if (this.bodies.size > BODY_MEMORY) this.bodies.delete(this.bodies.keys().next().value as string);
+  }
+
+  async updateOutgoing(clientId: string, entry: OutgoingEntry): Promise<void> {
+    await this.s.updateEntry(this.k.entries(clientId), entry.msg.id, encodeEntry(entry))
+      .catch(this.fail("updateOutgoing"));
+  }
+
+  async removeOutgoing(clientId: string, msgId: string): Promise<void> {
+    await this.s.removeEntry(this.k.queue(clientId), this.k.entries(clientId), this.k.msg(msgId), msgId)
+      .catch(this.fail("removeOutgoing"));
+  }
+
+  async outgoing(clientId: string): Promise<OutgoingEntry[]> {
+    const flat = await this.s.readQueueB(
+      this.k.queue(clientId),
+      this.k.entries(clientId),
+      this.now(),
+      this.k.msgPrefix,
+    ).catch(this.fail("outgoing")) as Buffer[];
+    const out = new Array<OutgoingEntry>(flat.length / 3);
+    for (let i = 0; i < flat.length; i += 3) {
+      out[i / 3] = decodeEntry(flat[i + 1].toString(), decodeMessage(flat[i + 2]));
+    }
+    return out;
+  }
+
+  async outgoingCount(clientId: string): Promise<number> {
+    return await this.redis.hlen(this.k.entries(clientId)).catch(this.fail("outgoingCount"));
+  }
+
+  // --- incoming QoS 2 ---------------------------------------------------------------------
+
+  async addIncomingQos2(clientId: string, packetId: number): Promise<void> {
+    await this.s.touch(this.k.incoming(clientId), this.k.sessions, clientId, "set", packetId)
+      .catch(this.fail("addIncomingQos2"));
+  }
+
+  async removeIncomingQos2(clientId: string, packetId: number): Promise<void> {
+    await this.redis.srem(this.k.incoming(clientId), packetId).catch(this.fail("removeIncomingQos2"));
+  }
+
+  async incomingQos2(clientId: string): Promise<number[]> {
+    const ids = await this.redis.smembers(this.k.incoming(clientId)).catch(this.fail("incomingQos2"));
+    return ids.map(Number).sort((a, b) => a - b);
+  }
+
+  // --- retained ---------------------------------------------------------------------------
+
+  async putRetained(msg: StoredMessage): Promise<void> {
+    const idx = this.k.retainedIndex(msg.topic);
+    await this.s.retained(1 + idx.length, this.k.retained, ...idx, "put", msg.topic, encodeMessage(msg))
+      .catch(this.fail("putRetained"));
+  }
+
+  async deleteRetained(topic: string): Promise<void> {
+    const idx = this.k.retainedIndex(topic);
+    await this.s.retained(1 + idx.length, this.k.retained, ...idx, "del", topic)
+      .catch(this.fail("deleteRetained"));
+  }
+
+  async matchRetained(filter: string): Promise<StoredMessage[]> {
+    const sets = this.k.retainedLookup(filter);
+    const flat = await this.s.matchRetainedB(1 + sets.length, this.k.retained, ...sets)
+      .catch(this.fail("matchRetained")) as Buffer[];
+    const now = this.now();
+    const out: StoredMessage[] = [];
+    const drops: Promise<unknown>[] = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      const topic = flat[i].toString();
+      if (!topicMatches(filter, topic)) continue;
+      const msg = decodeMessage(flat[i + 1]);
+      if (msg.expiresAt !== undefined && msg.expiresAt < now) {
+        const idx = this.k.retainedIndex(topic);
+        const header = flat[i + 1].subarray(0, headerLength(flat[i + 1]));
+        // Housekeeping: a failure here must not fail the lookup.
+        drops.push(this.s.retained(1 + idx.length, this.k.retained, ...idx, "delif", topic, header).catch(() => {}));
+      } else {
+        out.push(msg);
+      }
+    }
+    if (drops.length > 0) await Promise.all(drops);
+    return out;
+  }
+
+  async retainedCount(): Promise<number> {
+    return await this.redis.hlen(this.k.retained).catch(this.fail("retainedCount"));
+  }
+
+  async close(): Promise<void> {
+    await closeRedis(this.redis);
+  }
+}

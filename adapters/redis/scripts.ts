@@ -1,0 +1,199 @@
+/**
+ * Lua scripts: each multi-key change is one script, so it is atomic against other nodes and
+ * travels as one command in the auto-pipeline (ioredis sends EVAL once per connection, then
+ * EVALSHA). Key names are in keys.ts; message body keys are derived from ids inside the
+ * scripts (msg prefix passed as an argument), which is fine on one Redis, not on Redis Cluster.
+ */
+
+/** Drop one reference to a message body; delete it at zero. Guarded: an expired body is gone. */
+const DECREF = `
+local function decref(mk)
+  if redis.call('EXISTS', mk) == 1 and redis.call('HINCRBY', mk, 'r', -1) <= 0 then
+    redis.call('DEL', mk)
+  end
+end
+`;
+
+/** Rewrite a list from a Lua array, in chunks (unpack has a stack limit). */
+const REWRITE = `
+local function rewrite(key, items)
+  redis.call('DEL', key)
+  for i = 1, #items, 1000 do
+    redis.call('RPUSH', key, unpack(items, i, math.min(i + 999, #items)))
+  end
+end
+`;
+
+export interface ScriptDef {
+  lua: string;
+  /** undefined: the caller passes the key count first (variable number of keys). */
+  keys?: number;
+}
+
+/**
+ * KEYS: target, sessions set. ARGV: cid, mode, values...
+ * mode "hash!" replaces the hash (DEL + HSET), "hash" merges fields, "set" adds members.
+ */
+export const touch: ScriptDef = {
+  keys: 2,
+  lua: `
+if ARGV[2] == 'hash!' then redis.call('DEL', KEYS[1]) end
+if ARGV[2] == 'set' then
+  redis.call('SADD', KEYS[1], unpack(ARGV, 3))
+else
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1`,
+};
+
+/**
+ * KEYS: q, e, sessions, then one m:<id> per entry. ARGV: cid, grace ms, then per entry
+ * id, meta, blob ('' = body believed stored), expiresAt ('' = none).
+ * Returns the ids whose body was not sent and is not stored (nothing written then).
+ */
+export const enqueue: ScriptDef = {
+  lua: `
+local n = #KEYS - 3
+local missing = {}
+for j = 1, n do
+  local a = 2 + (j - 1) * 4
+  if ARGV[a + 3] == '' and redis.call('HEXISTS', KEYS[2], ARGV[a + 1]) == 0
+      and redis.call('EXISTS', KEYS[3 + j]) == 0 then
+    missing[#missing + 1] = ARGV[a + 1]
+  end
+end
+if #missing > 0 then return missing end
+redis.call('SADD', KEYS[3], ARGV[1])
+for j = 1, n do
+  local a = 2 + (j - 1) * 4
+  local id, mk = ARGV[a + 1], KEYS[3 + j]
+  if redis.call('HSET', KEYS[2], id, ARGV[a + 2]) == 1 then
+    redis.call('RPUSH', KEYS[1], id)
+    if redis.call('HINCRBY', mk, 'r', 1) == 1 then
+      redis.call('HSET', mk, 'b', ARGV[a + 3])
+      if ARGV[a + 4] ~= '' then
+        redis.call('HSET', mk, 'x', ARGV[a + 4])
+        redis.call('PEXPIREAT', mk, tonumber(ARGV[a + 4]) + tonumber(ARGV[2]))
+      end
+    end
+  end
+end
+return missing`,
+};
+
+/** KEYS: e. ARGV: id, meta. Only an existing entry is updated. */
+export const updateEntry: ScriptDef = {
+  keys: 1,
+  lua: `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 1`,
+};
+
+/** KEYS: q, e, m:<id>. ARGV: id. */
+export const removeEntry: ScriptDef = {
+  keys: 3,
+  lua: DECREF + `
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then
+  redis.call('LREM', KEYS[1], 1, ARGV[1])
+  decref(KEYS[3])
+end
+return 1`,
+};
+
+/**
+ * KEYS: q, e. ARGV: now ms, msg key prefix.
+ * Returns [id, meta, blob, ...] in FIFO order; entries whose message expired (expiresAt < now)
+ * or whose body is gone are removed on the way, with their reference.
+ */
+export const readQueue: ScriptDef = {
+  keys: 2,
+  lua: DECREF + REWRITE + `
+local now = tonumber(ARGV[1])
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+if #ids == 0 then return {} end
+local flat = redis.call('HGETALL', KEYS[2])
+local meta = {}
+for i = 1, #flat, 2 do meta[flat[i]] = flat[i + 1] end
+local out, keep, dropped = {}, {}, false
+for _, id in ipairs(ids) do
+  local m = meta[id]
+  if m == nil then
+    dropped = true
+  else
+    local mk = ARGV[2] .. id
+    local body = redis.call('HMGET', mk, 'b', 'x')
+    if body[1] == false or (body[2] ~= false and tonumber(body[2]) < now) then
+      dropped = true
+      redis.call('HDEL', KEYS[2], id)
+      decref(mk)
+    else
+      keep[#keep + 1] = id
+      out[#out + 1] = id
+      out[#out + 1] = m
+      out[#out + 1] = body[1]
+    end
+  end
+end
+if dropped then rewrite(KEYS[1], keep) end
+return out`,
+};
+
+/** KEYS: s, sub, q, e, in2, sessions. ARGV: cid, msg key prefix. */
+export const deleteSession: ScriptDef = {
+  keys: 6,
+  lua: DECREF + `
+for _, id in ipairs(redis.call('HKEYS', KEYS[4])) do decref(ARGV[2] .. id) end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('SREM', KEYS[6], ARGV[1])
+return 1`,
+};
+
+/**
+ * KEYS: ret, then the topic's index sets. ARGV: op, topic, blob | header.
+ * op "put" stores; "del" deletes; "delif" deletes only if the stored blob starts with the
+ * given header (the same message: an expired one is not allowed to delete its replacement).
+ */
+export const retained: ScriptDef = {
+  lua: `
+local op, topic = ARGV[1], ARGV[2]
+if op == 'put' then
+  redis.call('HSET', KEYS[1], topic, ARGV[3])
+  for i = 2, #KEYS do redis.call('SADD', KEYS[i], topic) end
+  return 1
+end
+if op == 'delif' then
+  local v = redis.call('HGET', KEYS[1], topic)
+  if v == false or string.sub(v, 1, #ARGV[3]) ~= ARGV[3] then return 0 end
+end
+if redis.call('HDEL', KEYS[1], topic) == 1 then
+  for i = 2, #KEYS do redis.call('SREM', KEYS[i], topic) end
+end
+return 1`,
+};
+
+/** KEYS: ret, then index sets to intersect (none: every topic). Returns [topic, blob, ...]. */
+export const matchRetained: ScriptDef = {
+  lua: `
+if #KEYS == 1 then return redis.call('HGETALL', KEYS[1]) end
+local topics
+if #KEYS == 2 then
+  topics = redis.call('SMEMBERS', KEYS[2])
+else
+  topics = redis.call('SINTER', unpack(KEYS, 2))
+end
+local out = {}
+for i = 1, #topics, 1000 do
+  local last = math.min(i + 999, #topics)
+  local vals = redis.call('HMGET', KEYS[1], unpack(topics, i, last))
+  for k = 1, #vals do
+    if vals[k] ~= false then
+      out[#out + 1] = topics[i + k - 1]
+      out[#out + 1] = vals[k]
+    end
+  end
+end
+return out`,
+};
