@@ -8,7 +8,7 @@ import process from "node:process";
 import { helpText, parseCli, VERSION } from "./cli.ts";
 import { type Config, ConfigError } from "./config.ts";
 import { Broker } from "./broker.ts";
-import { createLogger } from "./log.ts";
+import { createLogger, type Logger } from "./log.ts";
 import { MemoryPersistence } from "./persistence/memory.ts";
 import type { Persistence } from "./persistence/persistence.ts";
 import type { ListenFn } from "./transport.ts";
@@ -20,10 +20,10 @@ async function loadListen(): Promise<ListenFn> {
   return mod.listenTcp as ListenFn;
 }
 
-async function openPersistence(config: Config): Promise<Persistence> {
+async function openPersistence(config: Config, log: Logger): Promise<Persistence> {
   if (config.persistence === "memory") return new MemoryPersistence();
   const { RedisPersistence } = await import("../adapters/redis/redis.ts");
-  return await RedisPersistence.connect({ url: config.redisUrl, prefix: config.redisPrefix });
+  return await RedisPersistence.connect({ url: config.redisUrl, prefix: config.redisPrefix, logger: log });
 }
 
 function fatal(message: string): never {
@@ -51,7 +51,7 @@ export async function main(argv: string[]): Promise<void> {
   const log = createLogger(config.logLevel);
   let persistence: Persistence;
   try {
-    persistence = await openPersistence(config);
+    persistence = await openPersistence(config, log);
   } catch (e) {
     fatal(`${(e as Error).message} (check --redis-url, or use --persistence memory)`);
   }

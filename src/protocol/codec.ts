@@ -92,6 +92,18 @@ export class Framer {
     if (p < n) this.pending = buf.slice(p);
   }
 
+  /** Hold bytes without framing them (the consumer is paused); push() frames them later. */
+  append(chunk: Uint8Array): void {
+    if (!this.pending) {
+      this.pending = chunk.slice();
+      return;
+    }
+    const merged = new Uint8Array(this.pending.length + chunk.length);
+    merged.set(this.pending);
+    merged.set(chunk, this.pending.length);
+    this.pending = merged;
+  }
+
   /** Bytes held waiting for the rest of a frame (or paused frames). */
   get buffered(): number {
     return this.pending ? this.pending.length : 0;
@@ -131,11 +143,16 @@ export function decode(frame: Uint8Array, bodyStart: number, version: number): P
   parseError = undefined;
   // the parser replaces its settings with each CONNECT it parses: give it ours every time
   shared.settings = SETTINGS[version] ?? SETTINGS[4];
+  // mqtt-packet's _resetState() leaves the read offset (_pos) where a failed parse stopped,
+  // and the next parse reads its Remaining Length from there: one malformed packet would
+  // break every later packet of every connection. Each frame starts at offset 0.
+  shared._pos = 0;
   const left = shared.parse(frame);
   const p = parsed as MqttPacket | undefined;
   const err = parseError as Error | undefined;
   if (err || !p || left !== 0) {
     shared._resetState();
+    shared._pos = 0;
     const why = err ? err.message : "packet shorter or longer than its remaining length";
     throw new MqttError(RC.MALFORMED_PACKET, why);
   }

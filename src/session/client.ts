@@ -10,16 +10,24 @@
  */
 import type { Connection, ConnectionEvents } from "../transport.ts";
 import { connectProtocolLevel, decode, encode, encodeAck, Framer, type Packet, PINGRESP } from "../protocol/codec.ts";
-import { encodePublish, encodeUtf8, type PublishProperties, withPacketId } from "../protocol/publish-codec.ts";
+import { encodePublish, type PublishProperties, withPacketId } from "../protocol/publish-codec.ts";
 import { connackCodeV3, MqttError, RC } from "../protocol/reason-codes.ts";
 import type { QoS, StoredMessage, StoredWill } from "../persistence/persistence.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Session } from "./session.ts";
 import { dispatch } from "./handlers/index.ts";
+import type { OutAliases } from "./topic-alias.ts";
 
-/** Encoded forms of the message being fanned out right now, shared across subscribers. */
+/**
+ * Encoded forms of the message being fanned out right now, shared across subscribers: one
+ * encoding per distinct wire form. The key is a number for the plain forms (version class,
+ * QoS, retain) and a string when MQTT 5 per-delivery properties change the bytes (remaining
+ * expiry, topic alias, subscription identifiers), so clients that get the same alias and ids
+ * still share one encoding.
+ */
 let encMsg: StoredMessage | undefined;
-const encCache = new Map<number, { bytes: Uint8Array; pidOffset: number }>();
+const encCache = new Map<number | string, { bytes: Uint8Array; pidOffset: number }>();
+const NO_TOPIC = new Uint8Array(0);
 
 export class Client implements ConnectionEvents {
   /** 0 until CONNECT is accepted. */
@@ -34,15 +42,16 @@ export class Client implements ConnectionEvents {
   sendWindow = 65535;
   /** Client's Maximum Packet Size (MQTT 5); Infinity when not given. */
   maxOutPacket = Infinity;
-  /** Client's Topic Alias Maximum for server-to-client aliases. */
-  outAliasMax = 0;
-  outAliases: Map<string, number> | undefined;
+  /** Server-to-client aliases (MQTT 5, client's Topic Alias Maximum > 0); see topic-alias.ts. */
+  outAliases: OutAliases | undefined;
   inAliases: Map<number, string> | undefined;
   requestProblemInfo = true;
   will: StoredWill | undefined;
   /** Incoming QoS 1 publishes whose PUBACK is not sent yet (receive maximum accounting). */
   incomingPending = 0;
-  /** Session expiry requested at CONNECT (MQTT 5 DISCONNECT may change it, not from 0). */
+  /** Incoming QoS 2 packet ids received on this connection, PUBREL not seen yet (same). */
+  liveQos2: Set<number> | undefined;
+  /** Session Expiry Interval as sent in CONNECT (MQTT 5 DISCONNECT may change it, not from 0). */
   connectExpiry = 0;
   private framer: Framer;
   private out: Uint8Array[] = [];
@@ -80,7 +89,7 @@ export class Client implements ConnectionEvents {
   data(bytes: Uint8Array): void {
     if (this.closed) return;
     if (this.paused) {
-      this.framer.push(bytes, () => false); // hold until resumed
+      this.framer.append(bytes); // held in order until the pending handler settles
       return;
     }
     try {
@@ -189,7 +198,42 @@ export class Client implements ConnectionEvents {
 
   sendPacket(p: Exclude<Packet, { cmd: "publish" }>): void {
     // deno-lint-ignore no-explicit-any
-    this.push(encode(p as any, this.version));
+    let bytes = encode(p as any, this.version);
+    if (bytes.length > this.maxOutPacket) {
+      const fit = this.fitToClient(p as { cmd: string; properties?: Record<string, unknown> });
+      if (!fit) {
+        // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size
+        this.ctx.log.warn("packet not sent: larger than the client's maximum packet size", {
+          clientId: this.clientId, packet: p.cmd, size: bytes.length, max: this.maxOutPacket,
+        });
+        return;
+      }
+      bytes = fit;
+    }
+    this.push(bytes);
+  }
+
+  /**
+   * A packet over the client's Maximum Packet Size without the properties it can do without:
+   * first the Reason String and User Properties ([MQTT-3.2.2-19] [MQTT-3.2.2-20] [MQTT-3.4.2-2]
+   * [MQTT-3.14.2-3] and the same rule on every ack), then, for a CONNACK, the properties whose
+   * absence means the same (capabilities that are available, Response Information).
+   */
+  private fitToClient(p: { cmd: string; properties?: Record<string, unknown> }): Uint8Array | undefined {
+    if (!p.properties) return undefined;
+    const { reasonString: _r, userProperties: _u, ...props } = p.properties;
+    // deno-lint-ignore no-explicit-any
+    const enc = (properties: Record<string, unknown>) => encode({ ...p, properties } as any, this.version);
+    let b = enc(props);
+    if (b.length <= this.maxOutPacket || p.cmd !== "connack") return b.length <= this.maxOutPacket ? b : undefined;
+    for (const k of ["retainAvailable", "wildcardSubscriptionAvailable", "subscriptionIdentifiersAvailable", "sharedSubscriptionAvailable"]) {
+      if (props[k] === true) delete props[k];
+    }
+    if (props.topicAliasMaximum === 0) delete props.topicAliasMaximum;
+    if (props.receiveMaximum === 65535) delete props.receiveMaximum;
+    delete props.responseInformation;
+    b = enc(props);
+    return b.length <= this.maxOutPacket ? b : undefined;
   }
 
   sendAck(type: 4 | 5 | 6 | 7, pid: number, reasonCode = 0, reasonString?: string): void {
@@ -235,46 +279,42 @@ export class Client implements ConnectionEvents {
       return true;
     }
     const v5 = this.version === 5;
-    let encoded: { bytes: Uint8Array; pidOffset: number };
-    const simple = !v5 || (!subIds && msg.expiresAt === undefined && this.outAliasMax === 0);
-    if (simple) {
-      if (encMsg !== msg) {
-        encMsg = msg;
-        encCache.clear();
+    if (encMsg !== msg) {
+      encMsg = msg;
+      encCache.clear();
+    }
+    let key: number | string = (v5 ? 8 : 0) | (qos << 1) | (retain ? 1 : 0);
+    let expiry = -1;
+    let alias = 0;
+    if (v5) {
+      // [MQTT-3.3.2-6] the lifetime left, not the lifetime received
+      if (msg.expiresAt !== undefined) expiry = Math.max(0, Math.ceil((msg.expiresAt - this.ctx.clock.now()) / 1000));
+      if (this.outAliases !== undefined) alias = this.outAliases.lookup(msg.topic);
+      if (subIds !== undefined || expiry >= 0 || alias !== 0) key = `${key}|${expiry}|${alias}|${subIds ?? ""}`;
+    }
+    let encoded = encCache.get(key);
+    if (encoded === undefined) {
+      if (typeof key === "number") {
+        encoded = encodePublish({ topic: msg.topic, payload: msg.payload, qos, retain, dup: false, properties: msg.properties }, this.version);
+      } else {
+        const props: PublishProperties = { ...msg.properties };
+        if (expiry >= 0) props.messageExpiryInterval = expiry;
+        // [MQTT-3.3.4-3] [MQTT-3.3.4-4] every matching subscription's identifier, in one PUBLISH
+        if (subIds !== undefined) props.subscriptionIdentifier = subIds.length === 1 ? subIds[0] : subIds;
+        if (alias !== 0) props.topicAlias = alias < 0 ? -alias : alias;
+        // a known alias goes with an empty topic name: the repeated topic costs two bytes
+        encoded = encodePublish({ topic: msg.topic, payload: msg.payload, qos, retain, dup: false, properties: props }, 5,
+          alias > 0 ? NO_TOPIC : undefined);
       }
-      const key = (v5 ? 8 : 0) | (qos << 1) | (retain ? 1 : 0);
-      let e = encCache.get(key);
-      if (!e) {
-        e = encodePublish({ topic: msg.topic, payload: msg.payload, qos, retain, dup: false, properties: msg.properties }, this.version);
-        encCache.set(key, e);
-      }
-      encoded = e;
-    } else {
-      const props: PublishProperties = { ...msg.properties };
-      if (msg.expiresAt !== undefined) {
-        // [MQTT-3.3.2-6] forward the remaining lifetime
-        props.messageExpiryInterval = Math.max(0, Math.ceil((msg.expiresAt - this.ctx.clock.now()) / 1000));
-      }
-      if (subIds) props.subscriptionIdentifier = subIds.length === 1 ? subIds[0] : subIds;
-      let topic = msg.topic;
-      if (this.outAliasMax > 0) {
-        const aliases = this.outAliases ??= new Map();
-        const a = aliases.get(topic);
-        if (a !== undefined) {
-          props.topicAlias = a;
-          topic = ""; // repeated topic costs two bytes
-        } else if (aliases.size < this.outAliasMax) {
-          props.topicAlias = aliases.size + 1;
-          aliases.set(topic, props.topicAlias);
-        }
-      }
-      encoded = encodePublish({ topic, payload: msg.payload, qos, retain, dup: false, properties: props }, 5,
-        topic === "" ? new Uint8Array(0) : encodeUtf8(topic));
+      encCache.set(key, encoded);
     }
     if (encoded.bytes.length > this.maxOutPacket) {
+      // [MQTT-3.1.2-24] [MQTT-3.1.2-25] too large for this client: discarded for it alone (a new
+      // alias is not recorded, the client never learnt it)
       this.ctx.stats.droppedTooLarge++;
       return false;
     }
+    if (alias < 0) this.outAliases!.commit(msg.topic, -alias);
     this.ctx.stats.messagesOut++;
     this.push(qos === 0 ? encoded.bytes : withPacketId(encoded.bytes, encoded.pidOffset, pid, dup));
     return true;

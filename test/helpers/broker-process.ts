@@ -1,0 +1,31 @@
+/**
+ * The real broker as a separate process (`bun run src/main.ts` under bun test, `deno run -P
+ * src/main.ts` under deno test), for tests that kill it with SIGKILL and start it again.
+ */
+import { freePort, spawnProcess, type SpawnedProcess } from "./system.ts";
+import { isBun } from "./broker.ts";
+
+export interface BrokerProcess {
+  proc: SpawnedProcess;
+  port: number;
+  kill9(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startBrokerProcess(args: string[], port?: number): Promise<BrokerProcess> {
+  const p = port ?? await freePort();
+  const cmd = isBun ? "node_modules/.bin/bun" : "node_modules/.bin/deno";
+  const pre = isBun ? ["run", "src/main.ts"] : ["run", "-P", "src/main.ts"];
+  const proc = spawnProcess(cmd, [...pre, "--host", "127.0.0.1", "--port", String(p), ...args]);
+  await proc.waitForLine(/colibri listening/, 20_000);
+  return {
+    proc,
+    port: p,
+    async kill9() {
+      await proc.kill("SIGKILL");
+    },
+    async stop() {
+      if (proc.running) await proc.kill("SIGTERM");
+    },
+  };
+}
