@@ -44,7 +44,8 @@ export function silentServer(): Promise<{ port: number; close: () => Promise<voi
 
 export class RedisServer {
   private proc: ChildProcess | undefined;
-  constructor(readonly port: number) {}
+  /** extraArgs replace the no-persistence defaults (e.g. an AOF in a temp dir). */
+  constructor(readonly port: number, private readonly extraArgs: string[] = ["--save", "", "--appendonly", "no"]) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
@@ -53,7 +54,7 @@ export class RedisServer {
   /** Start and wait until it answers PING. */
   async start(): Promise<void> {
     const proc = spawn(REDIS_SERVER, [
-      "--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+      "--port", String(this.port), "--bind", "127.0.0.1", ...this.extraArgs,
     ], { stdio: "ignore" });
     this.proc = proc;
     const deadline = Date.now() + 5000;
