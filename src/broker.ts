@@ -8,7 +8,7 @@ import type { Acceptor, Connection, ConnectionEvents } from "./transport.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
-import type { Persistence, SessionRecord, StoredMessage, StoredWill } from "./persistence/persistence.ts";
+import type { OutgoingEntry, Persistence, SessionRecord, StoredMessage, StoredWill } from "./persistence/persistence.ts";
 import { Router } from "./routing/router.ts";
 import { parseShared } from "./routing/topic.ts";
 import { Client } from "./session/client.ts";
@@ -121,9 +121,20 @@ export class Broker implements BrokerContext, Acceptor {
       return;
     }
     for (const m of msgs) {
+      const q = Math.min(m.qos, qos) as 0 | 1 | 2;
+      if (q === 0) {
+        // a wildcard can match more retained bytes than the slow-consumer limit: wait for the
+        // socket to take them instead of dropping, a reading client gets all of them
+        // (3.1.1 [MQTT-3.3.1-6] / 5.0 [MQTT-3.3.1-9])
+        const c = s.client;
+        if (c && c.outputBacklog > this.config.maxOutputBuffer) {
+          await c.drained();
+          if (s.client !== c) continue; // gone meanwhile: QoS 0 is not kept for later
+        }
+      }
       // [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN=1
       const r = s.deliver(m, {
-        qos: Math.min(m.qos, qos) as 0 | 1 | 2,
+        qos: q,
         retain: true,
         subscriptionIds: subscriptionId ? [subscriptionId] : undefined,
       });
@@ -201,6 +212,10 @@ export class Broker implements BrokerContext, Acceptor {
       if (will) this.publishWill(will, s.clientId);
       return;
     }
+    // shared-subscription messages queued here and not sent yet go to a connected member of
+    // their group now (routing/shared.ts); what was sent waits for this session to come back
+    const unsent = s.takeUnsentShared((share) => this.router.canHandOver(share, s.clientId));
+    if (unsent.length) this.handOver(unsent, s.clientId, true);
     const now = this.clock.now();
     let willAt: number | undefined;
     if (will) {
@@ -266,6 +281,18 @@ export class Broker implements BrokerContext, Acceptor {
     return holder.h;
   }
 
+  /**
+   * Shared-subscription deliveries a member cannot complete go to another member of the same
+   * group (routing/shared.ts); dropped when the group has no one else.
+   */
+  private handOver(entries: OutgoingEntry[], from: string, onlineOnly: boolean): void {
+    for (const e of entries) {
+      const r = this.router.handOver(e.share!, e.msg, from, onlineOnly);
+      if (r === false) this.log.debug("shared message dropped: no other member", { clientId: from, share: e.share });
+      else if (r) r.catch((err) => this.log.error("shared message not stored", { share: e.share, error: String(err) }));
+    }
+  }
+
   private async endSession(s: Session): Promise<void> {
     this.clock.clearTimeout(s.expiryTimer);
     this.clock.clearTimeout(s.willTimer);
@@ -274,7 +301,11 @@ export class Broker implements BrokerContext, Acceptor {
       this.router.remove(s.clientId, filter, share instanceof Error ? undefined : share);
     }
     s.subscriptions.clear();
+    // after leaving its groups: its unsent and QoS 1 in-flight shared messages go to another
+    // member (QoS 2 already sent does not [MQTT-4.8.2-5])
+    const handOn = s.sharedToHandOn();
     s.clearQueues();
+    if (handOn.length) this.handOver(handOn, s.clientId, false);
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
     if (this.metaOf(s).stored) {
       this.metaOf(s).stored = false;

@@ -109,9 +109,12 @@ export const rules: Record<keyof Config, Rule> = {
   logLevel: { kind: "enum", values: ["debug", "info", "warn", "error", "silent"] },
 };
 
-/** kebab-case flag name of a config key: maxPacketSize -> max-packet-size */
+/**
+ * kebab-case flag name of a config key: maxPacketSize -> max-packet-size. "QoS" is one word:
+ * maximumQoS -> maximum-qos (COLIBRI_MAXIMUM_QOS), as the README documents it.
+ */
 export function flagName(key: string): string {
-  return key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+  return key.replace(/QoS/g, "Qos").replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 }
 
 /**

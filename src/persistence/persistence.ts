@@ -21,7 +21,11 @@ export interface MessageProperties {
   contentType?: string;
   responseTopic?: string;
   correlationData?: Uint8Array;
-  userProperties?: Record<string, string | string[]>;
+  /**
+   * In the order received (an array of pairs keeps names interleaved as they came
+   * [MQTT-3.3.2-18]); the record form is what mqtt-packet gives for wills.
+   */
+  userProperties?: Record<string, string | string[]> | Array<[string, string]>;
 }
 
 /** An application message as stored: written once, shared by every delivery. */
@@ -86,6 +90,12 @@ export interface OutgoingEntry {
   /** Retain flag as it goes on the wire (retain-as-published / retained-on-subscribe). */
   retain: boolean;
   subscriptionIds?: number[];
+  /**
+   * `$share/{group}/{filter}` when a shared subscription chose this session: lets the broker
+   * hand the message to another member if this session cannot take it (routing/shared.ts).
+   * In-memory bookkeeping; a backend need not store it.
+   */
+  share?: string;
   /** Assigned once sent; undefined while only queued. */
   packetId?: number;
   /** "queued": not sent yet; "sent": PUBLISH sent, waiting for PUBACK/PUBREC;

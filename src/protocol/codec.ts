@@ -154,7 +154,13 @@ export function decode(frame: Uint8Array, bodyStart: number, version: number): P
     shared._resetState();
     shared._pos = 0;
     const why = err ? err.message : "packet shorter or longer than its remaining length";
-    throw new MqttError(RC.MALFORMED_PACKET, why);
+    // §3.8.3.1 names these two subscription-option values a Protocol Error, not malformed
+    const protocol = err !== undefined && /^Invalid (retain handling|subscribe QoS)/.test(err.message);
+    throw new MqttError(protocol ? RC.PROTOCOL_ERROR : RC.MALFORMED_PACKET, why);
+  }
+  if ((p.cmd === "subscribe" || p.cmd === "unsubscribe") && !p.messageId) {
+    // [MQTT-2.3.1-1] (5.0: [MQTT-2.2.1-3]) SUBSCRIBE / UNSUBSCRIBE need a non-zero packet id
+    throw new MqttError(RC.MALFORMED_PACKET, `${p.cmd.toUpperCase()} with packet identifier 0`);
   }
   return p as Packet;
 }

@@ -119,7 +119,15 @@ function decodePublishProperties(b: Uint8Array, p: number, end: number): Publish
         p += 4;
         break;
       case 0x03: out.contentType = str("content type"); break;
-      case 0x08: out.responseTopic = str("response topic"); break;
+      case 0x08: {
+        const t = str("response topic");
+        if (/[+#]/.test(t)) {
+          // [MQTT-3.3.2-14] a Response Topic is a topic name: no wildcards
+          throw new MqttError(RC.PROTOCOL_ERROR, `response topic ${JSON.stringify(t)} contains a wildcard`);
+        }
+        out.responseTopic = t;
+        break;
+      }
       case 0x09: {
         need(2);
         const l = (b[p] << 8) | b[p + 1];
@@ -141,11 +149,8 @@ function decodePublishProperties(b: Uint8Array, p: number, end: number): Publish
       case 0x26: {
         const k = str("user property name");
         const v = str("user property value");
-        const up = (out.userProperties ??= {});
-        const prev = up[k];
-        if (prev === undefined) up[k] = v;
-        else if (Array.isArray(prev)) prev.push(v);
-        else up[k] = [prev, v];
+        // pairs in arrival order: forwarded unaltered and in order [MQTT-3.3.2-17] [MQTT-3.3.2-18]
+        ((out.userProperties ??= []) as Array<[string, string]>).push([k, v]);
         break;
       }
       default:
@@ -212,8 +217,15 @@ function encodeProperties(pr: PublishProperties): Uint8Array {
     }
   }
   if (pr.topicAlias !== undefined) parts.push(0x23, pr.topicAlias >> 8, pr.topicAlias & 255);
-  if (pr.userProperties) {
-    for (const [k, v] of Object.entries(pr.userProperties)) {
+  const up = pr.userProperties;
+  if (Array.isArray(up)) {
+    for (const [k, v] of up) {
+      parts.push(0x26);
+      pushStr(k);
+      pushStr(v);
+    }
+  } else if (up) {
+    for (const [k, v] of Object.entries(up)) {
       for (const one of Array.isArray(v) ? v : [v]) {
         parts.push(0x26);
         pushStr(k);

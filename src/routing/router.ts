@@ -6,28 +6,27 @@
  * Overlapping subscriptions of one client are delivered once [MQTT-3.3.4-2 / 3.1.1 §3.3.5]:
  * at the highest QoS of the matching subscriptions, carrying every matching subscription
  * identifier [MQTT-3.3.4-3], retain-as-published if any matching subscription asks for it.
- * Shared subscriptions `$share/{group}/{filter}` pick one member per group per message
- * [MQTT-4.8.2-4], round robin, preferring members that are connected and have window room.
+ * Shared subscriptions `$share/{group}/{filter}` pick one member per group per message; how the
+ * member is chosen and what happens to its messages when it leaves is in shared.ts.
  *
  * A cluster bus later feeds remote publishes into route() and reads the filter set to build
  * its node route table; nothing here knows about sockets or persistence.
  */
 import type { QoS, StoredMessage, StoredSubscription } from "../persistence/persistence.ts";
+import { type Member, SharedGroup } from "./shared.ts";
+import { parseShared } from "./topic.ts";
 import { TopicTrie } from "./topic-trie.ts";
 
 export interface DeliveryOptions {
   qos: QoS;
   retain: boolean;
   subscriptionIds?: number[];
+  /** Set when a shared subscription chose this session: its `$share/{group}/{filter}`. */
+  share?: string;
 }
 
-/** What the router needs of a session. */
-export interface Subscriber {
-  readonly clientId: string;
-  /** Connected and able to take another QoS>0 message now (shared-subscription choice). */
-  readyForMore(): boolean;
-  /** Connected at all. */
-  isOnline(): boolean;
+/** What the router needs of a session (Member: what a shared group needs to choose). */
+export interface Subscriber extends Member {
   deliver(msg: StoredMessage, opts: DeliveryOptions): Promise<void> | void;
 }
 
@@ -41,39 +40,16 @@ interface Target {
   entries: StoredSubscription[];
 }
 
-class SharedGroup {
-  members = new Map<string, Entry>();
-  private rr = 0;
-  constructor(readonly name: string, readonly filter: string) {}
-
-  pick(): Entry | undefined {
-    const list = [...this.members.values()];
-    if (list.length === 0) return undefined;
-    const n = list.length;
-    // first choice: online with room; then online; then anyone (kept in its session)
-    for (const test of [(e: Entry) => e.sub.readyForMore(), (e: Entry) => e.sub.isOnline(), () => true]) {
-      for (let i = 0; i < n; i++) {
-        const e = list[(this.rr + i) % n];
-        if (test(e)) {
-          this.rr = (this.rr + i + 1) % n;
-          return e;
-        }
-      }
-    }
-    return undefined;
-  }
-}
-
 interface Match {
   targets: Target[];
-  groups: SharedGroup[];
+  groups: SharedGroup<Subscriber>[];
 }
 
 const CACHE_LIMIT = 10_000;
 
 export class Router {
   private trie = new TopicTrie<Entry>();
-  private shared = new TopicTrie<SharedGroup>();
+  private shared = new TopicTrie<SharedGroup<Subscriber>>();
   private cache = new Map<string, Match>();
 
   get subscriptionCount(): number {
@@ -85,7 +61,7 @@ export class Router {
     if (share) {
       let g = this.shared.get(share.filter, share.group);
       if (!g) this.shared.add(share.filter, share.group, g = new SharedGroup(share.group, share.filter));
-      g.members.set(sub.clientId, { sub, opts: s });
+      g.set({ sub, opts: s }); // a second SUBSCRIBE only changes the options (§4.8.2)
       return;
     }
     this.trie.add(s.filter, sub.clientId, { sub, opts: s });
@@ -95,8 +71,8 @@ export class Router {
     this.cache.clear();
     if (share) {
       const g = this.shared.get(share.filter, share.group);
-      if (!g || !g.members.delete(clientId)) return false;
-      if (g.members.size === 0) this.shared.remove(share.filter, share.group);
+      if (!g || !g.delete(clientId)) return false;
+      if (g.size === 0) this.shared.remove(share.filter, share.group);
       return true;
     }
     return this.trie.remove(filter, clientId);
@@ -116,7 +92,7 @@ export class Router {
       if (t) t.entries.push(e.opts);
       else byClient.set(e.sub.clientId, { sub: e.sub, entries: [e.opts] });
     });
-    const groups: SharedGroup[] = [];
+    const groups: SharedGroup<Subscriber>[] = [];
     this.shared.match(topic, (_k, g) => groups.push(g));
     m = { targets: [...byClient.values()], groups };
     if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
@@ -141,20 +117,40 @@ export class Router {
       const r = t.sub.deliver(msg, o);
       if (r) (pending ??= []).push(r);
     }
-    for (const g of m.groups) {
-      const e = g.pick();
-      if (!e) continue;
+    for (let i = 0; i < m.groups.length; i++) {
+      // one member per group per message; no-local cannot be set on a shared subscription
+      // [MQTT-3.8.3-4], so the publisher itself may be chosen
+      const r = this.toGroup(m.groups[i], msg);
+      if (r === false) continue;
       matched++;
-      // [MQTT-4.8.2-5] no-local does not apply to shared subscriptions... (it is a protocol error there)
-      const o: DeliveryOptions = {
-        qos: Math.min(msg.qos, e.opts.qos) as QoS,
-        retain: e.opts.retainAsPublished ? msg.retain : false,
-        subscriptionIds: e.opts.subscriptionId ? [e.opts.subscriptionId] : undefined,
-      };
-      const r = e.sub.deliver(msg, o);
       if (r) (pending ??= []).push(r);
     }
     return { matched, pending };
+  }
+
+  private toGroup(g: SharedGroup<Subscriber>, msg: StoredMessage, except?: string, onlineOnly = false) {
+    const e = g.pick(msg.qos, except, onlineOnly);
+    if (!e) return false;
+    return e.sub.deliver(msg, g.options(e, msg));
+  }
+
+  private group(share: string): SharedGroup<Subscriber> | undefined {
+    const p = parseShared(share);
+    return p && !(p instanceof Error) ? this.shared.get(p.filter, p.group) : undefined;
+  }
+
+  /** Whether the group of `share` has a connected member other than `except`. */
+  canHandOver(share: string, except: string): boolean {
+    return this.group(share)?.hasOnline(except) ?? false;
+  }
+
+  /**
+   * Give a message that was chosen for `except` (a member that left, see shared.ts) to another
+   * member of its group. False when the group has no other member to take it.
+   */
+  handOver(share: string, msg: StoredMessage, except: string, onlineOnly = false): false | Promise<void> | void {
+    const g = this.group(share);
+    return g ? this.toGroup(g, msg, except, onlineOnly) : false;
   }
 
   /** Every (clientId, filter) pair, for diagnostics and cluster route tables. */

@@ -29,6 +29,14 @@ let encMsg: StoredMessage | undefined;
 const encCache = new Map<number | string, { bytes: Uint8Array; pidOffset: number }>();
 const NO_TOPIC = new Uint8Array(0);
 
+/** Protocol level of a CONNECT at the start of `b` (fixed header included), or -1. */
+function leadingConnectLevel(b: Uint8Array): number {
+  if (b.length < 2 || b[0] >> 4 !== 1) return -1;
+  let i = 1;
+  while (i < 4 && i < b.length && (b[i] & 128) !== 0) i++;
+  return connectProtocolLevel(b, i + 1);
+}
+
 export class Client implements ConnectionEvents {
   /** 0 until CONNECT is accepted. */
   version = 0;
@@ -56,6 +64,7 @@ export class Client implements ConnectionEvents {
   private framer: Framer;
   private out: Uint8Array[] = [];
   private outBytes = 0;
+  private drainWaiters: Array<() => void> | undefined;
   private dirty = false;
   private paused = false;
   private closeReason: string | undefined;
@@ -92,9 +101,20 @@ export class Client implements ConnectionEvents {
       this.framer.append(bytes); // held in order until the pending handler settles
       return;
     }
+    const first = this.version === 0 && this.framer.buffered === 0 && bytes.length > 0;
+    if (first && bytes[0] >> 4 !== 1) {
+      // [MQTT-3.1.0-1] the first packet must be CONNECT: refuse on its first byte instead of
+      // waiting (until the CONNECT timeout) for a frame that may never complete, e.g. an
+      // HTTP request whose first bytes read as a large Remaining Length
+      this.fail(new MqttError(RC.PROTOCOL_ERROR, `first packet is type ${bytes[0] >> 4}, not CONNECT`));
+      return;
+    }
     try {
       this.framer.push(bytes, this.onFrame);
     } catch (e) {
+      if (first && e instanceof MqttError && e.code === RC.PACKET_TOO_LARGE && leadingConnectLevel(bytes) === 5) {
+        this.version = 5; // an oversized MQTT 5 CONNECT is answered with CONNACK 0x95 [MQTT-4.13.1-1]
+      }
       this.fail(e);
     }
   }
@@ -193,8 +213,29 @@ export class Client implements ConnectionEvents {
     this.conn.write(buf);
   }
 
+  /** Bytes queued for this connection and not yet taken by the OS (this tick's + the adapter's). */
+  get outputBacklog(): number {
+    return this.conn.bufferedAmount + this.outBytes;
+  }
+
+  /**
+   * Hand this tick's output to the adapter; resolves once the adapter has written everything
+   * (or the connection is gone). Bulk senders (retained messages on subscribe) pace themselves
+   * with it instead of running into the QoS 0 slow-consumer limit.
+   */
+  drained(): Promise<void> {
+    this.flush();
+    if (this.closed || this.conn.bufferedAmount === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.drainWaiters ??= []).push(resolve));
+  }
+
   /** ConnectionEvents.drain: the adapter's buffer is empty again. */
-  drain(): void {}
+  drain(): void {
+    const w = this.drainWaiters;
+    if (!w) return;
+    this.drainWaiters = undefined;
+    for (const resolve of w) resolve();
+  }
 
   sendPacket(p: Exclude<Packet, { cmd: "publish" }>): void {
     // deno-lint-ignore no-explicit-any
@@ -229,9 +270,11 @@ export class Client implements ConnectionEvents {
     for (const k of ["retainAvailable", "wildcardSubscriptionAvailable", "subscriptionIdentifiersAvailable", "sharedSubscriptionAvailable"]) {
       if (props[k] === true) delete props[k];
     }
-    if (props.topicAliasMaximum === 0) delete props.topicAliasMaximum;
     if (props.receiveMaximum === 65535) delete props.receiveMaximum;
     delete props.responseInformation;
+    b = enc(props);
+    if (b.length <= this.maxOutPacket) return b;
+    delete props.topicAliasMaximum; // absent: the client sends no aliases, which we still accept
     b = enc(props);
     return b.length <= this.maxOutPacket ? b : undefined;
   }
@@ -262,7 +305,9 @@ export class Client implements ConnectionEvents {
     } else {
       // 3.1.1 return codes [MQTT-3.2.2-5]; a refusal has session present 0 [MQTT-3.2.2-4]
       const returnCode = code >= 0x80 ? connackCodeV3(code) : code;
-      this.sendPacket({ cmd: "connack", sessionPresent, returnCode } as Packet as never);
+      // 3.1 (MQIsdp) has no Session Present flag: that byte is reserved there and stays 0
+      const present = this.version === 4 && sessionPresent;
+      this.sendPacket({ cmd: "connack", sessionPresent: present, returnCode } as Packet as never);
     }
     this.flush();
   }
@@ -340,6 +385,7 @@ export class Client implements ConnectionEvents {
     this.closed = true;
     this.closeReason = why;
     this.conn.close();
+    this.drain(); // nobody waits for output that will not be written
     this.ctx.clientClosed(this, publishWill);
   }
 
@@ -349,6 +395,7 @@ export class Client implements ConnectionEvents {
     this.closed = true;
     this.closeReason = err ? err.message : "connection lost";
     this.out = [];
+    this.drain();
     this.ctx.clientClosed(this, true);
   }
 

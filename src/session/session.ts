@@ -24,6 +24,11 @@ export class Session implements Subscriber {
   /** Waiting for a window slot or for the client to come back. */
   queue: OutgoingEntry[] = [];
   readonly incomingQos2 = new Set<number>();
+  /**
+   * Packet ids in flight from an earlier connection that wait for a send-quota slot before they
+   * are re-sent: a new connection brings a new Receive Maximum [MQTT-3.3.4-9] (§4.9).
+   */
+  private resendPids: number[] = [];
   private nextPid = 1;
   expiryTimer: unknown;
   /** Will waiting for its delay (set after an abnormal close). */
@@ -42,7 +47,17 @@ export class Session implements Subscriber {
   }
 
   readyForMore(): boolean {
-    return this.client !== undefined && this.queue.length === 0 && this.inflight.size < this.client.sendWindow;
+    return this.client !== undefined && this.queue.length === 0 && this.resendPids.length === 0 &&
+      this.inflight.size < this.client.sendWindow;
+  }
+
+  backlog(): number {
+    return this.inflight.size + this.queue.length;
+  }
+
+  /** QoS 1/2 PUBLISH packets sent on the current connection and not yet acknowledged. */
+  private outstanding(): number {
+    return this.inflight.size - this.resendPids.length;
   }
 
   /** Route entry point: one message for this session. */
@@ -54,10 +69,13 @@ export class Session implements Subscriber {
       return;
     }
     const entry: OutgoingEntry = { msg, qos: o.qos, retain: o.retain, subscriptionIds: o.subscriptionIds, state: "queued" };
+    if (o.share !== undefined) entry.share = o.share;
     const c = this.client;
-    if (c && this.queue.length === 0 && this.inflight.size < c.sendWindow) {
+    // [MQTT-3.3.4-9] [MQTT-4.9.0-2] no more than the client's Receive Maximum unacknowledged
+    if (c && this.queue.length === 0 && this.resendPids.length === 0 && this.inflight.size < c.sendWindow) {
       if (!this.send(c, entry, false)) return; // too large for this client: dropped
     } else {
+      if (this.queue.length + this.inflight.size >= this.ctx.config.maxQueuedMessages) this.dropExpired();
       if (this.queue.length + this.inflight.size >= this.ctx.config.maxQueuedMessages) {
         this.dropped("queue full");
         return;
@@ -65,6 +83,16 @@ export class Session implements Subscriber {
       this.queue.push(entry);
     }
     if (this.persistent) return this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);
+  }
+
+  /** [MQTT-3.3.2-5] queued copies whose lifetime has passed are deleted (here: to make room). */
+  private dropExpired(): void {
+    const now = this.ctx.clock.now();
+    this.queue = this.queue.filter((e) => {
+      if (e.msg.expiresAt === undefined || e.msg.expiresAt > now) return true;
+      if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+      return false;
+    });
   }
 
   private dropped(why: string) {
@@ -103,6 +131,13 @@ export class Session implements Subscriber {
   pump(): void {
     const c = this.client;
     if (!c) return;
+    // first what an earlier connection left unacknowledged, with its packet id, DUP set
+    while (this.resendPids.length > 0 && this.outstanding() < c.sendWindow) {
+      const pid = this.resendPids.shift()!;
+      const e = this.inflight.get(pid);
+      if (e && !c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, true)) this.discard(pid, e);
+    }
+    if (this.resendPids.length > 0) return;
     const now = this.ctx.clock.now();
     let i = 0;
     while (i < this.queue.length && this.inflight.size < c.sendWindow) {
@@ -123,6 +158,7 @@ export class Session implements Subscriber {
     const e = this.inflight.get(pid);
     if (!e || (expect === "sent" ? e.qos !== 1 : e.state !== "released")) return false;
     this.inflight.delete(pid);
+    if (this.resendPids.length > 0) this.unpend(pid);
     if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
     this.pump();
     return true;
@@ -132,9 +168,13 @@ export class Session implements Subscriber {
   received(pid: number, failed: boolean): boolean {
     const e = this.inflight.get(pid);
     if (!e || e.qos !== 2) return false;
+    if (this.resendPids.length > 0) this.unpend(pid);
     if (failed) {
-      // MQTT 5 PUBREC with a reason code >= 0x80 ends the flow [MQTT-4.3.3-?]: no PUBREL
-      return this.acknowledge(pid, "sent") || (this.inflight.delete(pid), this.pump(), true);
+      // a PUBREC with a reason code >= 0x80 ends the flow: treated as acknowledged, no PUBREL,
+      // never re-sent [MQTT-4.4.0-2], not offered to another shared member [MQTT-4.8.2-6]
+      this.discard(pid, e);
+      this.pump();
+      return true;
     }
     if (e.state !== "released") {
       e.state = "released";
@@ -143,19 +183,68 @@ export class Session implements Subscriber {
     return true;
   }
 
-  /** On session resume: resend unacknowledged messages in order, DUP set [MQTT-4.4.0-1]. */
+  private unpend(pid: number): void {
+    const i = this.resendPids.indexOf(pid);
+    if (i >= 0) this.resendPids.splice(i, 1);
+  }
+
+  /** A message this client can never take (larger than its Maximum Packet Size) [MQTT-3.1.2-25]. */
+  private discard(pid: number, e: OutgoingEntry): void {
+    this.inflight.delete(pid);
+    if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+  }
+
+  /**
+   * On session resume: resend unacknowledged messages in order with their packet ids, DUP set
+   * [MQTT-4.4.0-1]; PUBRELs go at once, PUBLISHes up to the new connection's Receive Maximum,
+   * the rest as acknowledgements free the quota [MQTT-3.3.4-9].
+   */
   resume(c: Client): void {
-    for (const [pid, e] of this.inflight) {
-      if (e.state === "released") c.sendPubrel(pid);
-      else if (!c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, true)) this.inflight.delete(pid);
+    this.resendPids = [];
+    let sent = 0;
+    for (const [pid, e] of [...this.inflight]) {
+      if (e.state === "released") {
+        c.sendPubrel(pid);
+        sent++;
+      } else if (sent >= c.sendWindow) this.resendPids.push(pid);
+      else if (c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, true)) sent++;
+      else this.discard(pid, e);
     }
     this.pump();
+  }
+
+  /**
+   * Shared-subscription deliveries not sent yet, taken out of the queue so that another member
+   * can have them (routing/shared.ts); only those `canHandOver(share)` accepts.
+   */
+  takeUnsentShared(canHandOver: (share: string) => boolean): OutgoingEntry[] {
+    const out: OutgoingEntry[] = [];
+    this.queue = this.queue.filter((e) => {
+      if (e.share === undefined || !canHandOver(e.share)) return true;
+      out.push(e);
+      if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+      return false;
+    });
+    return out;
+  }
+
+  /**
+   * When the session ends: its shared-subscription deliveries that another member should get —
+   * the unsent ones and QoS 1 in flight; QoS 2 already sent is not given to anyone else
+   * [MQTT-4.8.2-5].
+   */
+  sharedToHandOn(): OutgoingEntry[] {
+    const out: OutgoingEntry[] = [];
+    for (const e of this.inflight.values()) if (e.share !== undefined && e.qos === 1) out.push(e);
+    for (const e of this.queue) if (e.share !== undefined) out.push(e);
+    return out;
   }
 
   /** Replace in-memory outgoing state with what persistence holds (restart / other node). */
   restoreOutgoing(entries: OutgoingEntry[]): void {
     this.inflight.clear();
     this.queue = [];
+    this.resendPids = [];
     for (const e of entries) {
       if (e.state !== "queued" && e.packetId && !this.inflight.has(e.packetId)) this.inflight.set(e.packetId, e);
       else this.queue.push({ ...e, state: "queued", packetId: undefined });
@@ -166,6 +255,7 @@ export class Session implements Subscriber {
   clearQueues(): void {
     this.inflight.clear();
     this.queue = [];
+    this.resendPids = [];
     this.incomingQos2.clear();
   }
 }

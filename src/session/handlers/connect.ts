@@ -9,6 +9,7 @@ import { topicNameError } from "../../routing/topic.ts";
 import type { StoredWill } from "../../persistence/persistence.ts";
 import type { Client } from "../client.ts";
 import { NEVER_EXPIRES } from "../session.ts";
+import { OutAliases } from "../topic-alias.ts";
 
 function validate(c: Client, p: ConnectPacket): void {
   const cfg = c.ctx.config;
@@ -25,7 +26,8 @@ function validate(c: Client, p: ConnectPacket): void {
     // enhanced authentication is not offered [MQTT-4.12.0-1]
     throw new MqttError(RC.BAD_AUTH_METHOD, `authentication method ${props.authenticationMethod} is not supported`);
   }
-  if (props?.receiveMaximum === 0) throw new MqttError(RC.PROTOCOL_ERROR, "receive maximum 0"); // [MQTT-3.1.2-?]
+  // §3.1.2.11.3 / §3.1.2.11.4: a Receive Maximum or Maximum Packet Size of 0 is a protocol error
+  if (props?.receiveMaximum === 0) throw new MqttError(RC.PROTOCOL_ERROR, "receive maximum 0");
   if (props?.maximumPacketSize === 0) throw new MqttError(RC.PROTOCOL_ERROR, "maximum packet size 0");
   const w = p.will;
   if (w) {
@@ -71,16 +73,19 @@ function toWill(c: Client, p: ConnectPacket): StoredWill | undefined {
 export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> {
   const ctx = c.ctx;
   const cfg = ctx.config;
+  c.clientId = p.clientId; // so that a refusal's log line names the client
   validate(c, p);
   const assigned = identify(c, p);
   c.clientId = p.clientId;
   const props = p.properties ?? {};
   const ack: Record<string, unknown> = {};
-  // keepalive, capped by Server Keep Alive [MQTT-3.2.2-21]
+  // keepalive, capped by maxKeepalive and told to the client as Server Keep Alive, which it must
+  // then use [MQTT-3.2.2-21]. Without that property the client's own value holds
+  // [MQTT-3.2.2-22], so a 3.1/3.1.1 client (no way to tell it) keeps the value it sent.
   let ka = p.keepalive ?? 0;
-  if (cfg.maxKeepalive > 0 && (ka === 0 || ka > cfg.maxKeepalive)) {
+  if (c.version === 5 && cfg.maxKeepalive > 0 && (ka === 0 || ka > cfg.maxKeepalive)) {
     ka = cfg.maxKeepalive;
-    if (c.version === 5) ack.serverKeepAlive = ka;
+    ack.serverKeepAlive = ka;
   }
   c.keepaliveMs = ka * 1000;
   // session expiry
@@ -92,17 +97,31 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
       ack.sessionExpiryInterval = expiry;
     }
   } else expiry = p.clean ? 0 : NEVER_EXPIRES;
-  c.connectExpiry = expiry;
+  // the DISCONNECT rule compares with what the client sent, not with our cap (§3.14.2.2.2)
+  c.connectExpiry = c.version === 5 ? props.sessionExpiryInterval ?? 0 : expiry;
   if (c.version === 5) {
     c.sendWindow = Math.min(props.receiveMaximum ?? 65535, cfg.maxInflight);
     c.maxOutPacket = props.maximumPacketSize ?? Infinity;
-    c.outAliasMax = props.topicAliasMaximum ?? 0;
+    // server-to-client aliases only up to what the client accepts [MQTT-3.1.2-26], none when it
+    // gave 0 or nothing [MQTT-3.1.2-27]
+    const aliasMax = props.topicAliasMaximum ?? 0;
+    c.outAliases = aliasMax > 0 ? new OutAliases(aliasMax) : undefined;
     c.requestProblemInfo = props.requestProblemInformation !== false;
   } else c.sendWindow = cfg.maxInflight;
   c.will = toWill(c, p);
 
   const { session, present } = await ctx.takeSession(c.clientId, p.clean ?? true);
-  if (c.closed) return;
+  if (c.closed) {
+    // the connection went while the session was being taken: leave the session as a
+    // disconnect would (a clean one ends [MQTT-3.1.2-6], a persistent one starts its expiry)
+    // rather than orphaned in the broker without a client. No CONNACK, so no will.
+    if (session.client === undefined) {
+      session.client = c;
+      c.session = session;
+      ctx.clientClosed(c, false);
+    }
+    return;
+  }
   session.client = c;
   session.expiryInterval = expiry;
   session.protocolVersion = c.version;

@@ -1,7 +1,8 @@
 /**
- * DISCONNECT from the client: a normal close discards the will [MQTT-3.14.4-3]; MQTT 5
- * reason 0x04 asks for it to be published. MQTT 5 may change the session expiry here, but not
- * from 0 to non-zero [MQTT-3.14.2-2].
+ * DISCONNECT from the client: a normal close discards the will [MQTT-3.14.4-3]; any other MQTT 5
+ * reason (0x04, or an error) leaves it to be published. MQTT 5 may change the session expiry
+ * here, but not from 0 (as sent on CONNECT) to non-zero (§3.14.2.2.2: protocol error 0x82, and
+ * then not a valid DISCONNECT, so the will is published).
  */
 import type { DisconnectPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
@@ -16,7 +17,11 @@ export function handleDisconnect(c: Client, p: DisconnectPacket): void {
     }
     s.expiryInterval = Math.min(newExpiry, c.ctx.config.maxSessionExpiry);
   }
-  const withWill = c.version === 5 && p.reasonCode === RC.DISCONNECT_WITH_WILL;
+  // only a normal disconnection (0x00, also when the reason code is omitted) discards the will
+  // [MQTT-3.14.4-3]; 0x04 asks for it, and an error reason (0x80 and up) is an abnormal end
+  // whose will is published too [MQTT-3.1.2-8]. A 3.1.1 DISCONNECT always discards it
+  // [MQTT-3.1.2-10].
+  const withWill = c.version === 5 && (p.reasonCode ?? 0) !== RC.SUCCESS;
   if (!withWill) c.will = undefined;
   c.shutdown(withWill, "client disconnected");
 }

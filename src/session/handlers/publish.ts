@@ -7,36 +7,21 @@ import { MqttError, RC } from "../../protocol/reason-codes.ts";
 import { topicNameError } from "../../routing/topic.ts";
 import type { StoredMessage } from "../../persistence/persistence.ts";
 import type { Client } from "../client.ts";
+import { resolveInbound } from "../topic-alias.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-
-function resolveTopic(c: Client, p: PublishPacket): string {
-  const alias = p.properties?.topicAlias;
-  if (alias === undefined) {
-    if (p.topic === "") {
-      throw new MqttError(c.version === 5 ? RC.PROTOCOL_ERROR : RC.MALFORMED_PACKET, "empty topic without a topic alias");
-    }
-    return p.topic;
-  }
-  // [MQTT-3.3.2-8] alias 0 or above our Topic Alias Maximum
-  if (alias === 0 || alias > c.ctx.config.topicAliasMaximum) {
-    throw new MqttError(RC.TOPIC_ALIAS_INVALID, `topic alias ${alias} outside 1..${c.ctx.config.topicAliasMaximum}`);
-  }
-  const map = c.inAliases ??= new Map();
-  if (p.topic !== "") {
-    map.set(alias, p.topic); // [MQTT-3.3.2-?] a topic with an alias (re)defines the mapping
-    return p.topic;
-  }
-  const t = map.get(alias);
-  if (t === undefined) throw new MqttError(RC.TOPIC_ALIAS_INVALID, `topic alias ${alias} was never defined`);
-  return t;
-}
 
 export function handlePublish(c: Client, p: PublishPacket): void | Promise<void> {
   const ctx = c.ctx;
   const cfg = ctx.config;
   const s = c.session!;
-  const topic = resolveTopic(c, p);
+  const alias = p.properties?.topicAlias;
+  let topic = p.topic;
+  if (alias !== undefined || topic === "") {
+    const r = resolveInbound(c.inAliases, cfg.topicAliasMaximum, topic, alias, c.version);
+    topic = r.topic;
+    c.inAliases = r.map;
+  }
   const bad = topicNameError(topic);
   if (bad) throw new MqttError(c.version === 5 ? RC.TOPIC_NAME_INVALID : RC.MALFORMED_PACKET, bad); // [MQTT-3.3.2-2]
   if (p.qos > cfg.maximumQoS) {
@@ -52,14 +37,21 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
     } catch {
       // [MQTT-3.3.2-4] payload announced as UTF-8 but is not
       if (p.qos === 0) throw new MqttError(RC.PAYLOAD_FORMAT_INVALID, "payload is not valid UTF-8");
+      ctx.log.info("message refused", { clientId: c.clientId, topic, reason: "0x99", why: "payload is not valid UTF-8" });
       c.sendAck(p.qos === 1 ? 4 : 5, p.messageId!, RC.PAYLOAD_FORMAT_INVALID, "payload is not valid UTF-8");
       return;
     }
   }
-  if (p.qos > 0 && c.version === 5 && c.incomingPending + s.incomingQos2.size >= cfg.receiveMaximum &&
-    !(p.qos === 2 && s.incomingQos2.has(p.messageId!))) {
-    // [MQTT-3.3.4-9] more unacknowledged QoS 1/2 publishes than our Receive Maximum
-    throw new MqttError(RC.RECEIVE_MAXIMUM_EXCEEDED, `more than ${cfg.receiveMaximum} QoS 1/2 publishes unacknowledged`);
+  if (p.qos > 0 && c.version === 5) {
+    // Receive Maximum (§3.3.4, §4.9): QoS 1 counts until its PUBACK is sent, QoS 2 until its
+    // PUBREL arrives, both counted on this connection only (the quota is per connection). One
+    // more than we advertised is DISCONNECT 0x93 [MQTT-3.3.4-7]
+    const live = c.liveQos2;
+    const again = p.qos === 2 && live !== undefined && live.has(p.messageId!);
+    if (!again && c.incomingPending + (live ? live.size : 0) >= cfg.receiveMaximum) {
+      throw new MqttError(RC.RECEIVE_MAXIMUM_EXCEEDED, `more than ${cfg.receiveMaximum} QoS 1/2 publishes unacknowledged`);
+    }
+    if (p.qos === 2) (c.liveQos2 ??= new Set()).add(p.messageId!);
   }
   if (p.qos === 2 && s.incomingQos2.has(p.messageId!)) {
     // [MQTT-4.3.3-10] a re-sent PUBLISH before PUBREL is not delivered again
@@ -90,11 +82,8 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
     const stored = s.persistent ? ctx.persistence.addIncomingQos2(s.clientId, pid) : undefined;
     const all = done && stored ? Promise.all([done, stored]) : done ?? stored;
     if (!all) return c.sendAck(5, pid, code);
-    c.incomingPending++;
-    all.then(() => {
-      c.incomingPending--;
-      c.sendAck(5, pid, code);
-    }, (e) => storageFailed(c, pid, e));
+    // counted in c.liveQos2 until PUBREL, not in incomingPending
+    all.then(() => c.sendAck(5, pid, code), (e) => storageFailed(c, pid, 2, e));
     return;
   }
   if (!done) return c.sendAck(4, pid, code);
@@ -102,16 +91,19 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
   done.then(() => {
     c.incomingPending--;
     c.sendAck(4, pid, code);
-  }, (e) => storageFailed(c, pid, e));
+  }, (e) => storageFailed(c, pid, 1, e));
 }
 
 /**
  * The message could not be made durable: it is not acknowledged. The connection is closed so
  * the client re-sends it (DUP) on reconnect, instead of waiting forever for an ack.
  */
-function storageFailed(c: Client, pid: number, e: unknown) {
-  c.incomingPending--;
-  c.session?.incomingQos2.delete(pid);
+function storageFailed(c: Client, pid: number, qos: 1 | 2, e: unknown) {
+  if (qos === 1) c.incomingPending--;
+  else {
+    c.liveQos2?.delete(pid);
+    c.session?.incomingQos2.delete(pid);
+  }
   c.ctx.log.error("message not acknowledged: storage failed", { clientId: c.clientId, packetId: pid, error: String(e) });
   c.disconnect(RC.UNSPECIFIED_ERROR, "storage unavailable, message not accepted");
 }

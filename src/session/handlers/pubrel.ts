@@ -9,6 +9,7 @@ import type { Client } from "../client.ts";
 export function handlePubrel(c: Client, p: PubrelPacket): void | Promise<void> {
   const s = c.session!;
   const pid = p.messageId!;
+  c.liveQos2?.delete(pid); // frees a Receive Maximum slot (handlers/publish.ts)
   const known = s.incomingQos2.delete(pid);
   if (known && s.persistent) {
     return c.ctx.persistence.removeIncomingQos2(s.clientId, pid).then(

@@ -16,11 +16,32 @@ export async function handleSubscribe(c: Client, p: SubscribePacket): Promise<vo
   if (!p.subscriptions || p.subscriptions.length === 0) {
     throw new MqttError(RC.PROTOCOL_ERROR, "SUBSCRIBE with no topic filters"); // [MQTT-3.8.3-3]
   }
-  const subId = p.properties?.subscriptionIdentifier;
+  const subId = p.properties?.subscriptionIdentifier as number | number[] | undefined;
   if (subId !== undefined && !cfg.subscriptionIdentifiersAvailable) {
+    // §3.2.2.3.12: a Subscription Identifier when we said none: protocol error, DISCONNECT 0xA1
     throw new MqttError(RC.SUBSCRIPTION_IDS_NOT_SUPPORTED, "subscription identifiers are not available");
   }
-  if (subId === 0) throw new MqttError(RC.PROTOCOL_ERROR, "subscription identifier 0"); // [MQTT-3.8.2-?]
+  if (Array.isArray(subId)) throw new MqttError(RC.PROTOCOL_ERROR, "more than one subscription identifier"); // §3.8.2.1.2
+  if (subId === 0) throw new MqttError(RC.PROTOCOL_ERROR, "subscription identifier 0"); // §3.8.2.1.2
+  if (v5) {
+    // whole-packet protocol errors first, before any filter of the packet takes effect
+    for (const r of p.subscriptions) {
+      const share = parseShared(r.topic);
+      if (share === undefined || share instanceof Error) {
+        if (!cfg.wildcardSubscriptionAvailable && /[+#]/.test(r.topic) && !topicFilterError(r.topic)) {
+          // §3.2.2.3.11: DISCONNECT 0xA2 when we said Wildcard Subscription Available = 0
+          throw new MqttError(RC.WILDCARD_SUBS_NOT_SUPPORTED, `wildcard subscription ${r.topic} not available`);
+        }
+        continue;
+      }
+      // §3.2.2.3.13: DISCONNECT 0x9E when we said Shared Subscription Available = 0
+      if (!cfg.sharedSubscriptionAvailable) throw new MqttError(RC.SHARED_SUBS_NOT_SUPPORTED, `shared subscription ${r.topic} not available`);
+      if (r.nl) throw new MqttError(RC.PROTOCOL_ERROR, `no-local on shared subscription ${r.topic}`); // [MQTT-3.8.3-4]
+      if (!cfg.wildcardSubscriptionAvailable && /[+#]/.test(share.filter) && !topicFilterError(share.filter)) {
+        throw new MqttError(RC.WILDCARD_SUBS_NOT_SUPPORTED, `wildcard subscription ${r.topic} not available`);
+      }
+    }
+  }
   const granted: number[] = [];
   const added: StoredSubscription[] = [];
   const retainedToSend: Array<{ sub: StoredSubscription; existed: boolean }> = [];
@@ -38,13 +59,14 @@ export async function handleSubscribe(c: Client, p: SubscribePacket): Promise<vo
       granted.push(v5 ? RC.TOPIC_FILTER_INVALID : 0x80); // [MQTT-3.8.4-?] failure per filter
       continue;
     }
-    if (share && r.nl) throw new MqttError(RC.PROTOCOL_ERROR, "no-local on a shared subscription"); // [MQTT-3.8.3-4]
+    // MQTT 5 clients were told in CONNACK and got DISCONNECT above; 3.1/3.1.1 clients, who
+    // cannot be told, get a refusal for that filter
     if (share && !cfg.sharedSubscriptionAvailable) {
-      granted.push(v5 ? RC.SHARED_SUBS_NOT_SUPPORTED : 0x80);
+      granted.push(0x80);
       continue;
     }
     if (!cfg.wildcardSubscriptionAvailable && /[+#]/.test(inner)) {
-      granted.push(v5 ? RC.WILDCARD_SUBS_NOT_SUPPORTED : 0x80);
+      granted.push(0x80);
       continue;
     }
     const qos = Math.min(r.qos, cfg.maximumQoS) as QoS; // [MQTT-3.8.4-?] granted may be lower
@@ -53,7 +75,7 @@ export async function handleSubscribe(c: Client, p: SubscribePacket): Promise<vo
       if (r.nl) sub.noLocal = true;
       if (r.rap) sub.retainAsPublished = true;
       if (r.rh) sub.retainHandling = r.rh as 0 | 1 | 2;
-      if (subId !== undefined) sub.subscriptionId = subId;
+      if (subId !== undefined) sub.subscriptionId = subId; // kept with the subscription (§3.8.2.1.2)
     }
     const existed = s.subscriptions.has(filter);
     // [MQTT-3.8.4-3] an identical filter replaces the existing subscription
