@@ -9,6 +9,9 @@ import { Buffer } from "node:buffer";
 import { startBroker, type TestBroker } from "../helpers/broker.ts";
 import { connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
 
+/** Real sockets and processes: more than bun test's 5 s default on a loaded machine. */
+const SLOW = { timeout: 30_000 };
+
 const tick = () => new Promise((r) => setTimeout(r, 0));
 const seqOf = (p: PacketOf<"publish">) => Buffer.from(p.payload).readUInt32BE(0);
 
@@ -26,7 +29,7 @@ describe("backpressure", () => {
     b = undefined;
   });
 
-  it("QoS 0 to a subscriber that does not read is dropped past maxOutputBuffer; others get everything, in order", async () => {
+  it("QoS 0 to a subscriber that does not read is dropped past maxOutputBuffer; others get everything, in order", SLOW, async () => {
     // the limit bounds what one connection may hold; a burst arriving in one read is fanned
     // out within one tick, so keep bursts (4 x 8 KB) well below it
     const maxOutputBuffer = 128 * 1024;
@@ -76,7 +79,7 @@ describe("backpressure", () => {
     assert.equal(seen.length + b.broker.stats.droppedQos0SlowConsumer, sent);
   });
 
-  it("QoS 1 to a subscriber that does not read waits in its session, bounded by maxInflight and maxQueuedMessages", async () => {
+  it("QoS 1 to a subscriber that does not read waits in its session, bounded by maxInflight and maxQueuedMessages", SLOW, async () => {
     b = await startBroker({ maxInflight: 5, maxQueuedMessages: 20 });
     const { client: slow } = await connectV4(b.port, "q1-slow");
     await slow.subscribe("bp/q1", { qos: 1 });
@@ -119,7 +122,7 @@ describe("backpressure", () => {
     assert.equal(session.inflight.size + session.queue.length, 0);
   });
 
-  it("MQTT 5: the broker never has more unacknowledged QoS 1/2 PUBLISHes out than the client's Receive Maximum [MQTT-3.3.4-9]", async () => {
+  it("MQTT 5: the broker never has more unacknowledged QoS 1/2 PUBLISHes out than the client's Receive Maximum [MQTT-3.3.4-9]", SLOW, async () => {
     b = await startBroker();
     const { client: s } = await connectV5(b.port, "rm-sub", { properties: { receiveMaximum: 3 } });
     await s.subscribe("bp/rm", { qos: 2 });
@@ -150,7 +153,7 @@ describe("backpressure", () => {
     assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 
-  it("a slow QoS 0 subscriber does not delay QoS 0 delivery to others on other topics", async () => {
+  it("a slow QoS 0 subscriber does not delay QoS 0 delivery to others on other topics", SLOW, async () => {
     b = await startBroker({ maxOutputBuffer: 8 * 1024 });
     const { client: slow } = await connectV4(b.port, "mix-slow");
     await slow.subscribe("bp/#", { qos: 0 });

@@ -353,7 +353,7 @@ describe("PUBLISH flows", () => {
       it("a PUBLISH whose topic contains a wildcard closes the connection", async () => {
         const { client: p } = await connect(v, b.port, uid("p"));
         p.sendPacket(pub("bad/+/topic", "x", 0));
-        // [MQTT-3.3.2-2] / [MQTT-4.7.1-1]: wildcards are not allowed in a Topic Name
+        // [MQTT-3.3.2-2]; 3.1.1 [MQTT-4.7.1-1] / 5.0 [MQTT-4.7.0-1]: no wildcards in a Topic Name
         if (v === 5) {
           const d = await p.expectPacket("disconnect");
           assert.equal(d.reasonCode, 0x90);

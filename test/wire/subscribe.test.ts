@@ -56,8 +56,8 @@ describe("SUBSCRIBE and UNSUBSCRIBE", () => {
         const { client: c } = await connect(v, b.port, uid("c"));
         const filters: Array<[string, 0 | 1 | 2, number]> = [
           [`${base}/a`, 1, 1],
-          [`${base}/#/x`, 1, FAIL], // '#' not last [MQTT-4.7.1-2]
-          [`${base}/a+`, 2, FAIL], // '+' not a whole level [MQTT-4.7.1-3]
+          [`${base}/#/x`, 1, FAIL], // '#' not last: 3.1.1 [MQTT-4.7.1-2] / 5.0 [MQTT-4.7.1-1]
+          [`${base}/a+`, 2, FAIL], // '+' not a whole level: 3.1.1 [MQTT-4.7.1-3] / 5.0 [MQTT-4.7.1-2]
           [`${base}/+/c`, 2, 2],
           [`${base}#`, 0, FAIL], // '#' not a whole level
           [`${base}/#`, 0, 0],
@@ -93,7 +93,7 @@ describe("SUBSCRIBE and UNSUBSCRIBE", () => {
         for (const t of [`${base}/b/c`, `${base}//c`, `${base}/b/d/c`, `${base}/c`, `${base}/x`, `${base}/x/`, `${base}/x/y/z`]) {
           await p.publish(t, t, { qos: 1 });
         }
-        // [MQTT-4.7.1-3] one whole level; "sport/+" does not match "sport" but matches "sport/"
+        // 3.1.1 [MQTT-4.7.1-3] / 5.0 [MQTT-4.7.1-2]: one whole level; "sport/+" does not match "sport" but matches "sport/"
         assert.deepEqual((await drain(c)).map((m) => m.topic), [`${base}/b/c`, `${base}//c`, `${base}/x/`]);
       });
 
@@ -117,7 +117,7 @@ describe("SUBSCRIBE and UNSUBSCRIBE", () => {
         for (const t of [`${base}/a`, `${base}/a/b`, `${base}/a/b/c/d`, `${base}/a/`, `${base}/ab`, `${base}/b/a`]) {
           await p.publish(t, "x", { qos: 1 });
         }
-        // [MQTT-4.7.1-2] '#' represents the parent and any number of child levels
+        // 3.1.1 [MQTT-4.7.1-2] / 5.0 [MQTT-4.7.1-1]: '#' represents the parent and any number of child levels
         assert.deepEqual((await drain(c)).map((m) => m.topic), [`${base}/a`, `${base}/a/b`, `${base}/a/b/c/d`, `${base}/a/`]);
       });
 
@@ -189,6 +189,23 @@ describe("SUBSCRIBE and UNSUBSCRIBE", () => {
         await p.publish(`${base}/a`, "gone", { qos: 1 });
         // [MQTT-3.10.4-2] no new messages for a deleted subscription
         await c.expectNoPacket(200);
+      });
+
+      it("after UNSUBSCRIBE a QoS 2 delivery already started is still completed", async () => {
+        const t = uid("unsub-q2");
+        const { client: c } = await connect(v, b.port, uid("c"));
+        await c.subscribe(t, { qos: 2 });
+        const { client: p } = await connect(v, b.port, uid("p"));
+        await p.publish(t, "started", { qos: 2 });
+        const m = await c.expectPacket("publish");
+        c.sendPacket({ cmd: "unsubscribe", messageId: 77, unsubscriptions: [t] });
+        await c.expectPacket("unsuback");
+        c.sendPacket({ cmd: "pubrec", messageId: m.messageId });
+        // [MQTT-3.10.4-3] the QoS 2 flow that was started goes on to PUBREL
+        assert.equal((await c.expectPacket("pubrel")).messageId, m.messageId);
+        c.sendPacket({ cmd: "pubcomp", messageId: m.messageId });
+        await p.publish(t, "after", { qos: 2 });
+        await c.expectNoPacket(150);
       });
 
       it("a granted QoS above the server's maximum QoS is lowered in SUBACK", async () => {

@@ -1,0 +1,186 @@
+/**
+ * The real entry point, spawned as a process with the runtime running the tests
+ * (`bun run src/main.ts` under `bun test`, `deno run -P src/main.ts` under `deno test`):
+ * it serves mosquitto_pub/sub, answers --help and --version, and refuses bad input with a
+ * message that names the option, the value and the fix. Every process is killed by its PID.
+ */
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { helpText, parseCli } from "../../src/cli.ts";
+import { rules } from "../../src/config.ts";
+import { connectV5 } from "../helpers/raw-client.ts";
+import {
+  freePort,
+  mosquittoPub,
+  mosquittoSub,
+  runCommand,
+  runtime,
+  type SpawnedProcess,
+  spawnProcess,
+} from "../helpers/system.ts";
+
+/** Real sockets and processes: more than bun test's 5 s default on a loaded machine. */
+const SLOW = { timeout: 30_000 };
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const rt = runtime();
+const bin = path.join(root, "node_modules/.bin", rt);
+const entry = rt === "bun" ? ["run", "src/main.ts"] : ["run", "-P", "src/main.ts"];
+const version = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")).version as string;
+const started = new Set<SpawnedProcess>();
+
+/** Run the CLI to completion (for flags that exit). */
+function run(args: string[], env: Record<string, string> = {}) {
+  return runCommand(bin, [...entry, ...args], { cwd: root, env: { ...process.env, NO_COLOR: "1", ...env }, timeoutMs: 20_000 });
+}
+
+/** Start the broker and wait until it logs that it listens; returns the process and its port. */
+async function serve(args: string[], env: Record<string, string> = {}): Promise<{ proc: SpawnedProcess; port: number }> {
+  const proc = spawnProcess(bin, [...entry, ...args], {
+    cwd: root,
+    env: { ...process.env, NO_COLOR: "1", ...env },
+    name: `colibri (${rt})`,
+  });
+  started.add(proc);
+  const m = await proc.waitForLine(/colibri listening .*port=(\d+)/, 15_000);
+  return { proc, port: Number(m[1]) };
+}
+
+async function roundTrip(port: number, topic: string) {
+  const sub = mosquittoSub(port, topic, { count: 1, qos: 1, timeoutMs: 5000 });
+  await sub.ready;
+  await mosquittoPub(port, topic, "via-cli", { qos: 1 });
+  const [m] = await sub;
+  assert.equal(m.payload, "via-cli");
+}
+
+describe(`CLI: ${rt} ${entry.join(" ")}`, () => {
+  after(async () => {
+    for (const p of started) await p.kill("SIGKILL");
+  });
+
+  it("serves MQTT on --host/--port: mosquitto_pub/sub round trip; SIGTERM shuts it down cleanly", SLOW, async () => {
+    const want = await freePort();
+    const { proc, port } = await serve(["--host", "127.0.0.1", "--port", String(want), "--log-level", "info"]);
+    assert.equal(port, want);
+    await roundTrip(port, "cli/serve");
+    const t0 = Date.now();
+    const exit = await proc.kill("SIGTERM", 5000);
+    started.delete(proc);
+    // it handled the signal and exited by itself (no SIGKILL escalation after 5 s)
+    assert.ok(Date.now() - t0 < 4000, `did not exit on SIGTERM; output:\n${proc.tail()}`);
+    assert.ok(proc.lines.some((l) => /shutting down/.test(l)), `no shutdown log line:\n${proc.tail()}`);
+    // (Deno's node:child_process reports the signal it sent instead of the child's exit code)
+    if (rt === "bun") assert.equal(exit.code, 0, `exit ${JSON.stringify(exit)}; output:\n${proc.tail()}`);
+  });
+
+  it("--help prints the options and exits 0", async () => {
+    const r = await run(["--help"]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const opt of ["--host", "--port", "--max-packet-size", "--log-level", "--config", "--version"]) {
+      assert.ok(r.stdout.includes(opt), `--help does not mention ${opt}:\n${r.stdout}`);
+    }
+  });
+
+  it("--version prints the package version and exits 0", async () => {
+    const r = await run(["--version"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), `colibri ${version}`);
+  });
+
+  it("a port already in use: non-zero exit, the message names the port and --port", async () => {
+    const blocker = net.createServer();
+    const port = await new Promise<number>((resolve, reject) => {
+      blocker.once("error", reject);
+      blocker.listen(0, "127.0.0.1", () => resolve((blocker.address() as net.AddressInfo).port));
+    });
+    try {
+      const r = await run(["--host", "127.0.0.1", "--port", String(port)]);
+      assert.notEqual(r.code, 0, `exited 0 while ${port} was taken:\n${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`\\b${port}\\b`));
+      assert.match(r.stderr, /--port/);
+      assert.match(r.stderr, /in use/);
+    } finally {
+      await new Promise((r) => blocker.close(r));
+    }
+  });
+
+  const bad: Array<[string, string[], RegExp[]]> = [
+    ["--port abc", ["--port", "abc"], [/--port/, /"abc"/, /whole number from 0 to 65535/]],
+    ["--port 70000", ["--port", "70000"], [/--port/, /70000/, /whole number from 0 to 65535/]],
+    ["--max-packet-size -1", ["--max-packet-size", "-1"], [/--max-packet-size/, /"-1"/, /whole number from \d+ to \d+/]],
+    ["--bogus", ["--bogus"], [/--bogus/, /unknown option/, /--help/]],
+    ["--port with no value", ["--port"], [/--port/, /needs a value/]],
+    ["--config with a missing file", ["--config", "/nonexistent/colibri.json"], [/\/nonexistent\/colibri\.json/, /fix the path/]],
+  ];
+  for (const [name, args, patterns] of bad) {
+    it(`${name}: non-zero exit; the message names the option, the value and the fix`, async () => {
+      const r = await run(args);
+      assert.notEqual(r.code, 0);
+      assert.equal(r.stdout.trim(), "", "nothing on stdout for an error");
+      for (const p of patterns) assert.match(r.stderr, p);
+    });
+  }
+
+  it("--maximum-qos (the spelling the README documents) is accepted and advertised in CONNACK", SLOW, async () => {
+    const { proc, port } = await serve(["--host", "127.0.0.1", "--port", "0", "--maximum-qos", "1"]);
+    const { client, connack } = await connectV5(port, "cli-maxqos");
+    // MQTT 5 §3.2.2.3.4 Maximum QoS in CONNACK; a SUBSCRIBE for QoS 2 is granted 1
+    assert.equal(connack.properties?.maximumQoS, 1);
+    assert.deepEqual((await client.subscribe("cli/q", { qos: 2 })).granted, [1]);
+    client.destroy();
+    await proc.kill("SIGTERM", 5000);
+    started.delete(proc);
+  });
+
+  it("every option --help lists is accepted as a flag and as a COLIBRI_* variable", () => {
+    const listed = [...helpText().matchAll(/^ {2}--([a-z0-9-]+)\s/gm)].map((m) => m[1]);
+    const parse = (argv: string[], env: Record<string, string> = {}) => {
+      try {
+        const r = parseCli(argv, env, () => "{}");
+        return r.kind === "run" ? (r.config as unknown as Record<string, unknown>) : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const base = parse([])!;
+    for (const key of Object.keys(rules) as (keyof typeof rules)[]) {
+      // a value different from the default, so that only the right option can produce it
+      const r = rules[key];
+      const d = base[key];
+      const value = r.kind === "int" ? String(d === r.max ? r.max - 1 : Math.max(r.min, Number(d) + 1))
+        : r.kind === "bool" ? String(!d)
+        : r.kind === "enum" ? String(r.values.find((v) => v !== d))
+        : key === "redisUrl" ? "redis://127.0.0.1:6380" : "x-test";
+      const setters = listed.filter((f) => String(parse([`--${f}`, value])?.[key]) === value);
+      assert.equal(setters.length, 1, `options in --help that set ${key}: ${setters.join(", ") || "none"}`);
+      const env = `COLIBRI_${setters[0].replace(/-/g, "_").toUpperCase()}`;
+      assert.equal(String(parse([], { [env]: value })?.[key]), value, `${env}=${value} does not set ${key}`);
+    }
+  });
+
+  it("COLIBRI_PORT sets the port; a flag overrides it; a bad value names the variable", SLOW, async () => {
+    const envPort = await freePort();
+    const a = await serve([], { COLIBRI_PORT: String(envPort), COLIBRI_HOST: "127.0.0.1" });
+    assert.equal(a.port, envPort);
+    await roundTrip(envPort, "cli/env");
+    await a.proc.kill("SIGTERM", 5000);
+    started.delete(a.proc);
+
+    const flagPort = await freePort();
+    const c = await serve(["--port", String(flagPort)], { COLIBRI_PORT: String(envPort), COLIBRI_HOST: "127.0.0.1" });
+    assert.equal(c.port, flagPort);
+    await c.proc.kill("SIGTERM", 5000);
+    started.delete(c.proc);
+
+    const r = await run([], { COLIBRI_PORT: "eighteen" });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /COLIBRI_PORT/);
+    assert.match(r.stderr, /"eighteen"/);
+  });
+});
