@@ -75,8 +75,11 @@ export class Session implements Subscriber {
     if (c && this.queue.length === 0 && this.resendPids.length === 0 && this.inflight.size < c.sendWindow) {
       if (!this.send(c, entry, false)) return; // too large for this client: dropped
     } else {
-      if (this.queue.length + this.inflight.size >= this.ctx.config.maxQueuedMessages) this.dropExpired();
-      if (this.queue.length + this.inflight.size >= this.ctx.config.maxQueuedMessages) {
+      // the bound is on messages waiting behind the window; the window itself is bounded by
+      // maxInflight / the client's Receive Maximum, so a healthy client with a full window
+      // still has maxQueuedMessages of room for a burst
+      if (this.queue.length >= this.ctx.config.maxQueuedMessages) this.dropExpired();
+      if (this.queue.length >= this.ctx.config.maxQueuedMessages) {
         this.dropped("queue full");
         return;
       }
