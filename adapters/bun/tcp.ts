@@ -3,53 +3,55 @@
  * Bun TCP (and TLS) listener: Bun.listen sockets behind the Connection seam.
  * Bun's socket.write returns the bytes it took and may be partial: the rest is queued here
  * and flushed on `drain`, and bufferedAmount tells the core how far behind the socket is.
+ * One small object per socket (it is the socket's `data` too): idle connections are cheap.
  */
 import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions } from "../../src/transport.ts";
 
-interface State {
-  events: ConnectionEvents;
-  conn: BunConnection;
-}
-
 class BunConnection implements Connection {
-  remote: { address?: string; port?: number };
-  private pending: Uint8Array[] = [];
+  events!: ConnectionEvents;
+  /** Bytes the socket did not take yet; undefined while everything went out. */
+  private pending: Uint8Array[] | undefined;
   bufferedAmount = 0;
   private closing = false;
   closed = false;
 
-  constructor(private readonly socket: Bun.Socket<State>) {
-    this.remote = { address: socket.remoteAddress, port: (socket as unknown as { remotePort?: number }).remotePort };
+  constructor(private readonly socket: Bun.Socket<BunConnection>) {}
+
+  get remote(): { address?: string; port?: number } {
+    const s = this.socket as unknown as { remoteAddress?: string; remotePort?: number };
+    return { address: s.remoteAddress, port: s.remotePort };
   }
 
   write(bytes: Uint8Array): boolean {
     if (this.closed) return false;
     if (this.bufferedAmount > 0) {
-      this.pending.push(bytes);
+      this.pending!.push(bytes);
       this.bufferedAmount += bytes.length;
       return false;
     }
     const n = this.socket.write(bytes);
     if (n === bytes.length) return true;
     const rest = bytes.subarray(Math.max(0, n));
-    this.pending.push(rest);
-    this.bufferedAmount += rest.length;
+    this.pending = [rest];
+    this.bufferedAmount = rest.length;
     return false;
   }
 
   /** Called from the socket's drain handler; true when everything is out. */
   flushPending(): boolean {
-    while (this.pending.length) {
-      const b = this.pending[0];
+    const pending = this.pending;
+    while (pending && pending.length) {
+      const b = pending[0];
       const n = this.socket.write(b);
       if (n < b.length) {
-        this.pending[0] = b.subarray(Math.max(0, n));
+        pending[0] = b.subarray(Math.max(0, n));
         this.bufferedAmount -= Math.max(0, n);
         return false;
       }
-      this.pending.shift();
+      pending.shift();
       this.bufferedAmount -= b.length;
     }
+    this.pending = undefined;
     if (this.closing) this.socket.end();
     return true;
   }
@@ -63,7 +65,7 @@ class BunConnection implements Connection {
 }
 
 export async function listenTcp(acceptor: Acceptor, opts: ListenOptions & { tls?: { cert: string; key: string } }): Promise<Listener> {
-  const server = Bun.listen<State>({
+  const server = Bun.listen<BunConnection>({
     hostname: opts.host,
     port: opts.port,
     tls: opts.tls,
@@ -71,21 +73,24 @@ export async function listenTcp(acceptor: Acceptor, opts: ListenOptions & { tls?
       open(socket) {
         socket.setNoDelay?.(true);
         const conn = new BunConnection(socket);
-        socket.data = { conn, events: acceptor.accept(conn) };
+        socket.data = conn;
+        conn.events = acceptor.accept(conn);
       },
       data(socket, data) {
         socket.data.events.data(data);
       },
       drain(socket) {
-        if (socket.data.conn.flushPending()) socket.data.events.drain();
+        if (socket.data.flushPending()) socket.data.events.drain();
       },
       close(socket, err) {
-        socket.data.conn.closed = true;
+        socket.data.closed = true;
         socket.data.events.close(err ?? undefined);
       },
       error(socket, err) {
-        socket.data?.conn && (socket.data.conn.closed = true);
-        socket.data?.events.close(err);
+        const conn = socket.data;
+        if (!conn) return;
+        conn.closed = true;
+        conn.events.close(err);
       },
     },
   });

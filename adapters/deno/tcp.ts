@@ -71,13 +71,16 @@ async function serve(conn: Deno.Conn, acceptor: Acceptor) {
   const c = new DenoConnection(conn);
   const events = acceptor.accept(c);
   c.events = events;
-  const buf = new Uint8Array(64 * 1024);
+  // The read buffer starts small (an idle connection holds one while its read is pending) and
+  // grows when reads fill it, up to 64 KiB for busy connections.
+  let buf = new Uint8Array(512);
   let err: Error | undefined;
   try {
     for (;;) {
       const n = await conn.read(buf);
       if (n === null) break;
       events.data(buf.slice(0, n));
+      if (n === buf.length && buf.length < 65536) buf = new Uint8Array(buf.length * 4);
       if (c.closed) break;
     }
   } catch (e) {

@@ -41,6 +41,11 @@ let parseError: Error | undefined;
 shared.on("packet", (p: MqttPacket) => { parsed = p; });
 shared.on("error", (e: Error) => { parseError = e; });
 
+export interface FrameConsumer {
+  /** One complete frame; return false to pause (the rest is held until the next push). */
+  onFrame(frame: Uint8Array, bodyStart: number): boolean;
+}
+
 /**
  * Accumulates bytes and yields complete frames. A frame whose declared size exceeds
  * maxPacketSize is refused from its fixed header alone [MQTT-3.1.2-24] (0x95).
@@ -49,8 +54,11 @@ export class Framer {
   private pending: Uint8Array | undefined;
   constructor(public maxPacketSize: number) {}
 
-  /** Calls onFrame(frame, bodyStart) per complete frame; throws MqttError on bad framing. */
-  push(chunk: Uint8Array, onFrame: (frame: Uint8Array, bodyStart: number) => boolean): void {
+  /**
+   * Calls consumer.onFrame(frame, bodyStart) per complete frame (a method, not a closure: no
+   * per-connection function object); throws MqttError on bad framing.
+   */
+  push(chunk: Uint8Array, consumer: FrameConsumer): void {
     let buf = chunk;
     if (this.pending) {
       const merged = new Uint8Array(this.pending.length + chunk.length);
@@ -81,7 +89,7 @@ export class Framer {
         throw new MqttError(RC.PACKET_TOO_LARGE, `packet of ${total} bytes exceeds the maximum packet size ${this.maxPacketSize}`);
       }
       if (p + total > n) break;
-      if (!onFrame(buf.subarray(p, p + total), bodyStart)) {
+      if (!consumer.onFrame(buf.subarray(p, p + total), bodyStart)) {
         // consumer paused: keep the rest for later
         p += total;
         if (p < n) this.pending = buf.slice(p);

@@ -62,7 +62,8 @@ export class Client implements ConnectionEvents {
   /** Session Expiry Interval as sent in CONNECT (MQTT 5 DISCONNECT may change it, not from 0). */
   connectExpiry = 0;
   private framer: Framer;
-  private out: Uint8Array[] = [];
+  /** Encoded packets waiting for this tick's flush; undefined when there are none. */
+  private out: Uint8Array[] | undefined;
   private outBytes = 0;
   private drainWaiters: Array<() => void> | undefined;
   private dirty = false;
@@ -110,7 +111,7 @@ export class Client implements ConnectionEvents {
       return;
     }
     try {
-      this.framer.push(bytes, this.onFrame);
+      this.framer.push(bytes, this);
     } catch (e) {
       if (first && e instanceof MqttError && e.code === RC.PACKET_TOO_LARGE && leadingConnectLevel(bytes) === 5) {
         this.version = 5; // an oversized MQTT 5 CONNECT is answered with CONNACK 0x95 [MQTT-4.13.1-1]
@@ -119,7 +120,8 @@ export class Client implements ConnectionEvents {
     }
   }
 
-  private onFrame = (frame: Uint8Array, bodyStart: number): boolean => {
+  /** FrameConsumer: one complete frame from the framer. */
+  onFrame(frame: Uint8Array, bodyStart: number): boolean {
     if (this.closed) return false;
     this.lastSeen = this.ctx.clock.now();
     const type = frame[0] >> 4;
@@ -146,7 +148,7 @@ export class Client implements ConnectionEvents {
       return false;
     }
     return true;
-  };
+  }
 
   private resume() {
     this.paused = false;
@@ -185,7 +187,7 @@ export class Client implements ConnectionEvents {
 
   // --- output -----------------------------------------------------------------------------
   private push(bytes: Uint8Array) {
-    this.out.push(bytes);
+    (this.out ??= []).push(bytes);
     this.outBytes += bytes.length;
     if (!this.dirty) {
       this.dirty = true;
@@ -195,20 +197,20 @@ export class Client implements ConnectionEvents {
 
   flush(): void {
     this.dirty = false;
-    if (this.closed && this.out.length === 0) return;
-    const n = this.out.length;
-    if (n === 0) return;
+    const out = this.out;
+    if (!out || out.length === 0) return;
+    const n = out.length;
     let buf: Uint8Array;
-    if (n === 1) buf = this.out[0];
+    if (n === 1) buf = out[0];
     else {
       buf = new Uint8Array(this.outBytes);
       let p = 0;
-      for (const b of this.out) {
+      for (const b of out) {
         buf.set(b, p);
         p += b.length;
       }
     }
-    this.out = [];
+    this.out = undefined;
     this.outBytes = 0;
     this.conn.write(buf);
   }
@@ -394,7 +396,7 @@ export class Client implements ConnectionEvents {
     if (this.closed) return;
     this.closed = true;
     this.closeReason = err ? err.message : "connection lost";
-    this.out = [];
+    this.out = undefined;
     this.drain();
     this.ctx.clientClosed(this, true);
   }

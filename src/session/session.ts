@@ -13,22 +13,27 @@ import type { Client } from "./client.ts";
 
 export const NEVER_EXPIRES = 0xffffffff;
 
+/** Shared empty placeholders, replaced by a real array on first push (see the fields below). */
+const NONE: OutgoingEntry[] = Object.freeze([]) as unknown as OutgoingEntry[];
+const NO_PIDS: number[] = Object.freeze([]) as unknown as number[];
+
 export class Session implements Subscriber {
   client: Client | undefined;
   /** Seconds; 0 = ends with the connection. */
   expiryInterval = 0;
   protocolVersion = 4;
-  readonly subscriptions = new Map<string, StoredSubscription>();
-  /** Sent, waiting for acknowledgement, by packet id (insertion order = send order). */
-  readonly inflight = new Map<number, OutgoingEntry>();
+  // Collections are created on first use: most connections are idle clean sessions, and
+  // memory per idle connection is a benchmark row (each empty Map/array costs 32-40 bytes).
+  private _subscriptions: Map<string, StoredSubscription> | undefined;
+  private _inflight: Map<number, OutgoingEntry> | undefined;
+  private _incomingQos2: Set<number> | undefined;
   /** Waiting for a window slot or for the client to come back. */
-  queue: OutgoingEntry[] = [];
-  readonly incomingQos2 = new Set<number>();
+  queue: OutgoingEntry[] = NONE;
   /**
    * Packet ids in flight from an earlier connection that wait for a send-quota slot before they
    * are re-sent: a new connection brings a new Receive Maximum [MQTT-3.3.4-9] (§4.9).
    */
-  private resendPids: number[] = [];
+  private resendPids: number[] = NO_PIDS;
   private nextPid = 1;
   expiryTimer: unknown;
   /** Will waiting for its delay (set after an abnormal close). */
@@ -37,6 +42,24 @@ export class Session implements Subscriber {
   droppedMessages = 0;
 
   constructor(readonly clientId: string, private readonly ctx: BrokerContext) {}
+
+  get subscriptions(): Map<string, StoredSubscription> {
+    return this._subscriptions ??= new Map();
+  }
+
+  /** Sent, waiting for acknowledgement, by packet id (insertion order = send order). */
+  get inflight(): Map<number, OutgoingEntry> {
+    return this._inflight ??= new Map();
+  }
+
+  get incomingQos2(): Set<number> {
+    return this._incomingQos2 ??= new Set();
+  }
+
+  /** Without allocating: does this session hold anything in flight / any subscription? */
+  get hasInflight(): boolean {
+    return this._inflight !== undefined && this._inflight.size > 0;
+  }
 
   get persistent(): boolean {
     return this.expiryInterval > 0;
@@ -83,6 +106,7 @@ export class Session implements Subscriber {
         this.dropped("queue full");
         return;
       }
+      if (this.queue === NONE) this.queue = [];
       this.queue.push(entry);
     }
     if (this.persistent) return this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);
@@ -203,13 +227,17 @@ export class Session implements Subscriber {
    * the rest as acknowledgements free the quota [MQTT-3.3.4-9].
    */
   resume(c: Client): void {
-    this.resendPids = [];
+    this.resendPids = NO_PIDS;
+    if (!this.hasInflight && this.queue.length === 0) return;
     let sent = 0;
     for (const [pid, e] of [...this.inflight]) {
       if (e.state === "released") {
         c.sendPubrel(pid);
         sent++;
-      } else if (sent >= c.sendWindow) this.resendPids.push(pid);
+      } else if (sent >= c.sendWindow) {
+        if (this.resendPids === NO_PIDS) this.resendPids = [];
+        this.resendPids.push(pid);
+      }
       else if (c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, true)) sent++;
       else this.discard(pid, e);
     }
@@ -246,19 +274,22 @@ export class Session implements Subscriber {
   /** Replace in-memory outgoing state with what persistence holds (restart / other node). */
   restoreOutgoing(entries: OutgoingEntry[]): void {
     this.inflight.clear();
-    this.queue = [];
-    this.resendPids = [];
+    this.queue = NONE;
+    this.resendPids = NO_PIDS;
     for (const e of entries) {
       if (e.state !== "queued" && e.packetId && !this.inflight.has(e.packetId)) this.inflight.set(e.packetId, e);
-      else this.queue.push({ ...e, state: "queued", packetId: undefined });
+      else {
+        if (this.queue === NONE) this.queue = [];
+        this.queue.push({ ...e, state: "queued", packetId: undefined });
+      }
     }
   }
 
   /** MQTT 5: a disconnected client's Receive Maximum is unknown until it reconnects. */
   clearQueues(): void {
-    this.inflight.clear();
-    this.queue = [];
-    this.resendPids = [];
-    this.incomingQos2.clear();
+    this._inflight?.clear();
+    this.queue = NONE;
+    this.resendPids = NO_PIDS;
+    this._incomingQos2?.clear();
   }
 }
