@@ -7,26 +7,11 @@ import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { expectSilentClose, frame, str, u16 } from "../helpers/frames.ts";
 import { connectV3, connectV4, connectV5, RawClient } from "../helpers/raw-client.ts";
 import { ManualClock } from "../../src/clock.ts";
 
 // --- hand-made packets (for what mqtt-packet refuses to generate) -------------------------
-const u16 = (n: number) => [n >> 8, n & 255];
-const str = (s: string) => {
-  const b = [...new TextEncoder().encode(s)];
-  return [...u16(b.length), ...b];
-};
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let d = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) d |= 128;
-    out.push(d);
-  } while (n > 0);
-  return out;
-}
-const frame = (first: number, body: number[]) => Uint8Array.from([first, ...varint(body.length), ...body]);
 function connectFrame(o: { name?: string; level?: number; flags?: number; clientId?: string; payload?: number[] }) {
   const level = o.level ?? 4;
   const body = [...str(o.name ?? (level === 3 ? "MQIsdp" : "MQTT")), level, o.flags ?? 0x02, ...u16(60)];
@@ -41,12 +26,6 @@ async function until(cond: () => boolean, what: string, ms = 1500): Promise<void
     if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-/** Connection closed by the server and nothing at all was sent before. */
-async function expectSilentClose(c: RawClient): Promise<void> {
-  await c.waitClose();
-  assert.equal(c.unread.length, 0, `expected no packet before the close, got ${c.unread.length}`);
 }
 
 async function expectDisconnect(c: RawClient, code: number): Promise<void> {

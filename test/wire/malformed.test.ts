@@ -10,28 +10,12 @@ import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { bytes, expectSilentClose, frame, str, u16, varint } from "../helpers/frames.ts";
 import { connectV4, connectV5, RawClient } from "../helpers/raw-client.ts";
 
 const MAX_PACKET = 1024;
 
 // --- hand-made packets ----------------------------------------------------------------------
-const u16 = (n: number) => [n >> 8, n & 255];
-const bytes = (s: string) => [...new TextEncoder().encode(s)];
-const str = (s: string | number[]) => {
-  const b = typeof s === "string" ? bytes(s) : s;
-  return [...u16(b.length), ...b];
-};
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let d = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) d |= 128;
-    out.push(d);
-  } while (n > 0);
-  return out;
-}
-const frame = (first: number, body: number[]) => Uint8Array.from([first, ...varint(body.length), ...body]);
 
 /** PUBLISH with any first byte, raw topic bytes, optional packet id; 5.0 adds empty properties. */
 function publishFrame(v: 4 | 5, first: number, topic: string | number[], pid?: number, payload = "x") {
@@ -50,11 +34,6 @@ function connectFrame(v: 4 | 5, clientId: string, payloadPad = 0) {
   if (v === 5) body.push(0); // will properties
   body.push(...str("mal/will"), ...u16(payloadPad), ...new Array(payloadPad).fill(0x61));
   return frame(0x10, body);
-}
-
-async function expectSilentClose(c: RawClient): Promise<void> {
-  await c.waitClose();
-  assert.equal(c.unread.length, 0, `expected a close without any packet, got ${c.unread.length}`);
 }
 
 async function expectDisconnect(c: RawClient, ...codes: number[]): Promise<number> {
