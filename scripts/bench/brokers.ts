@@ -1,0 +1,172 @@
+/**
+ * The brokers under test. Each is started fresh for every run, on an ephemeral port, by
+ * spawning its runtime binary directly (no shell), so that the pid we sample is the server.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { start, stop, type Spawned } from "./children.ts";
+import { freePort, waitForPort } from "./ports.ts";
+import { cpuSeconds, listenerPid, memory, type MemorySample } from "./procfs.ts";
+
+export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..");
+const BUN = path.join(ROOT, "node_modules/.bin/bun");
+const DENO = path.join(ROOT, "node_modules/.bin/deno");
+const MOSQUITTO = "/usr/sbin/mosquitto";
+const AEDES_SERVER = path.join(ROOT, "scripts/bench/aedes-server.mjs");
+const SINK_SERVER = path.join(ROOT, "scripts/bench/sink-server.ts");
+const COLIBRI_MAIN = path.join(ROOT, "src/main.ts");
+
+export interface RedisOptions {
+  url: string;
+  prefix: string;
+}
+
+export interface LaunchOptions {
+  redis?: RedisOptions;
+  /** Directory for generated config files. */
+  workDir: string;
+}
+
+export interface BrokerKind {
+  name: string;
+  /** Why it cannot run here, or undefined. */
+  unavailable(): string | undefined;
+  command(port: number, o: LaunchOptions): { cmd: string; args: string[] };
+  /** Whether it understands the Colibri --persistence redis options. */
+  colibri: boolean;
+}
+
+function missing(file: string): string | undefined {
+  return fs.existsSync(file) ? undefined : `${path.relative(ROOT, file) || file} not found`;
+}
+
+function colibriArgs(port: number, o: LaunchOptions): string[] {
+  const args = ["--host", "127.0.0.1", "--port", String(port)];
+  if (o.redis !== undefined) {
+    args.push("--persistence", "redis", "--redis-url", o.redis.url, "--redis-prefix", o.redis.prefix);
+  }
+  return args;
+}
+
+function mosquittoConfig(port: number, workDir: string): string {
+  const file = path.join(workDir, `mosquitto-${port}.conf`);
+  fs.writeFileSync(
+    file,
+    [
+      `listener ${port} 127.0.0.1`,
+      "allow_anonymous true",
+      "persistence false",
+      // Per-client outbound limits: far above any window the generator keeps open, so that
+      // nothing is dropped for lack of queue space. 100 QoS 1/2 messages in flight per client.
+      "max_inflight_messages 100",
+      "max_queued_messages 100000",
+      "max_connections -1",
+      "log_dest stderr",
+      "log_type error",
+      "log_type warning",
+      "connection_messages false",
+      "",
+    ].join("\n"),
+  );
+  return file;
+}
+
+export const BROKERS: readonly BrokerKind[] = [
+  {
+    name: "colibri-bun",
+    colibri: true,
+    unavailable: () => missing(COLIBRI_MAIN) ?? missing(BUN),
+    command: (port, o) => ({ cmd: BUN, args: ["run", COLIBRI_MAIN, ...colibriArgs(port, o)] }),
+  },
+  {
+    name: "colibri-deno",
+    colibri: true,
+    unavailable: () => missing(COLIBRI_MAIN) ?? missing(DENO),
+    command: (port, o) => ({ cmd: DENO, args: ["run", "-P", COLIBRI_MAIN, ...colibriArgs(port, o)] }),
+  },
+  {
+    name: "mosquitto",
+    colibri: false,
+    unavailable: () => missing(MOSQUITTO),
+    command: (port, o) => ({ cmd: MOSQUITTO, args: ["-c", mosquittoConfig(port, o.workDir)] }),
+  },
+  {
+    name: "aedes-node",
+    colibri: false,
+    unavailable: () => missing(path.join(ROOT, "node_modules/aedes/package.json")),
+    command: (port) => ({ cmd: "node", args: [AEDES_SERVER, String(port)] }),
+  },
+  {
+    name: "aedes-bun",
+    colibri: false,
+    unavailable: () => missing(path.join(ROOT, "node_modules/aedes/package.json")) ?? missing(BUN),
+    command: (port) => ({ cmd: BUN, args: [AEDES_SERVER, String(port)] }),
+  },
+  {
+    name: "sink",
+    colibri: false,
+    unavailable: () => missing(BUN),
+    command: (port) => ({ cmd: BUN, args: [SINK_SERVER, String(port)] }),
+  },
+];
+
+export function brokerKind(name: string): BrokerKind | undefined {
+  return BROKERS.find((b) => b.name === name);
+}
+
+export interface ResourceSample {
+  /** Seconds of CPU (user + system) used so far. */
+  cpu: number;
+  mem: MemorySample;
+  at: number;
+}
+
+export class RunningBroker {
+  private constructor(
+    readonly kind: BrokerKind,
+    readonly port: number,
+    readonly proc: Spawned,
+    /** The pid holding the listening socket (normally proc.pid). */
+    readonly pid: number,
+  ) {}
+
+  static async launch(kind: BrokerKind, o: LaunchOptions, startTimeoutMs = 20000): Promise<RunningBroker> {
+    const port = await freePort();
+    const { cmd, args } = kind.command(port, o);
+    const proc = start(cmd, args, ROOT);
+    try {
+      await waitForPort(port, startTimeoutMs, () => proc.exit === null);
+    } catch (e) {
+      await stop(proc);
+      const out = proc.output().trim();
+      throw new Error(`${kind.name} did not start: ${(e as Error).message}${out ? `\n${out}` : ""}`);
+    }
+    const pid = listenerPid(proc.pid, port) ?? proc.pid;
+    return new RunningBroker(kind, port, proc, pid);
+  }
+
+  alive(): boolean {
+    return this.proc.exit === null;
+  }
+
+  /** A one-line description of how the process ended, if it did. */
+  exitReason(): string | undefined {
+    const e = this.proc.exit;
+    if (e === null) return undefined;
+    const tail = this.proc.output().trim().split("\n").slice(-5).join(" | ");
+    return `exited (code ${e.code}, signal ${e.signal})${tail ? `: ${tail}` : ""}`;
+  }
+
+  sample(): ResourceSample {
+    return { cpu: cpuSeconds(this.pid), mem: memory(this.pid), at: performance.now() };
+  }
+
+  stop(): Promise<void> {
+    return stop(this.proc, [this.pid]);
+  }
+}
+
+export function makeWorkDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "colibri-bench-"));
+}
