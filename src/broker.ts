@@ -22,6 +22,12 @@ import { LocalBus } from "./cluster/bus.ts";
 
 const MAX_TIMER = 2 ** 31 - 1;
 
+/** Replace a payload that views a much larger buffer by its own copy. */
+function compactPayload(msg: StoredMessage): void {
+  const p = msg.payload;
+  if (p.buffer.byteLength > p.byteLength + 256) msg.payload = p.slice();
+}
+
 export interface BrokerOptions {
   config: Config;
   persistence: Persistence;
@@ -103,8 +109,14 @@ export class Broker implements BrokerContext, Acceptor {
     }
     const r = this.router.route(msg, publisher);
     const fwd = this.bus.forward(msg, publisher);
+    // The fan-out above was synchronous. From here on the message may live on (retained,
+    // queued, in flight): drop the received frame and keep a compact copy of the payload, so
+    // that a 10-byte message does not pin the whole socket read it arrived in.
+    msg.wire = undefined;
+    if (msg.retain || msg.qos > 0) compactPayload(msg);
     let done: Promise<unknown> | undefined;
-    const parts = r.pending ? [...r.pending] : [];
+    if (r.pending === undefined && stored === undefined && !fwd) return { matched: r.matched };
+    const parts: Promise<unknown>[] = r.pending ?? [];
     if (stored) parts.push(stored);
     if (fwd) parts.push(fwd);
     if (parts.length === 1) done = parts[0];

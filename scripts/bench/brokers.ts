@@ -72,18 +72,24 @@ function mosquittoConfig(port: number, workDir: string): string {
   return file;
 }
 
+/** Extra runtime flags for the Colibri targets, e.g. COLIBRI_BENCH_RUNTIME_FLAGS="--cpu-prof". */
+function profileFlags(): string[] {
+  const f = process.env.COLIBRI_BENCH_RUNTIME_FLAGS;
+  return f ? f.split(/\s+/).filter(Boolean) : [];
+}
+
 export const BROKERS: readonly BrokerKind[] = [
   {
     name: "colibri-bun",
     colibri: true,
     unavailable: () => missing(COLIBRI_MAIN) ?? missing(BUN),
-    command: (port, o) => ({ cmd: BUN, args: ["run", COLIBRI_MAIN, ...colibriArgs(port, o)] }),
+    command: (port, o) => ({ cmd: BUN, args: ["run", ...profileFlags(), COLIBRI_MAIN, ...colibriArgs(port, o)] }),
   },
   {
     name: "colibri-deno",
     colibri: true,
     unavailable: () => missing(COLIBRI_MAIN) ?? missing(DENO),
-    command: (port, o) => ({ cmd: DENO, args: ["run", "-P", COLIBRI_MAIN, ...colibriArgs(port, o)] }),
+    command: (port, o) => ({ cmd: DENO, args: ["run", "-P", ...profileFlags(), COLIBRI_MAIN, ...colibriArgs(port, o)] }),
   },
   {
     name: "mosquitto",

@@ -41,6 +41,11 @@ export interface StoredMessage {
   expiresAt?: number;
   /** Epoch ms when the broker received it (remaining expiry is computed from it). */
   receivedAt: number;
+  /**
+   * In memory only, never persisted: the PUBLISH frame as a 3.1/3.1.1 publisher sent it, reused
+   * verbatim for 3.1/3.1.1 subscribers at the same QoS (protocol/publish-codec.ts reuseWire).
+   */
+  wire?: Uint8Array;
 }
 
 export interface SubscriptionOptions {

@@ -10,7 +10,7 @@
  */
 import type { Connection, ConnectionEvents } from "../transport.ts";
 import { connectProtocolLevel, decode, encode, encodeAck, Framer, type Packet, PINGRESP } from "../protocol/codec.ts";
-import { encodePublish, type PublishProperties, withPacketId } from "../protocol/publish-codec.ts";
+import { encodePublish, reuseWire, type PublishProperties, withPacketId } from "../protocol/publish-codec.ts";
 import { connackCodeV3, MqttError, RC } from "../protocol/reason-codes.ts";
 import type { QoS, StoredMessage, StoredWill } from "../persistence/persistence.ts";
 import type { BrokerContext } from "./context.ts";
@@ -341,7 +341,9 @@ export class Client implements ConnectionEvents {
     }
     let encoded = encCache.get(key);
     if (encoded === undefined) {
-      if (typeof key === "number") {
+      if (!v5 && msg.wire !== undefined && msg.qos === qos) {
+        encoded = reuseWire(msg.wire, qos, retain);
+      } else if (typeof key === "number") {
         encoded = encodePublish({ topic: msg.topic, payload: msg.payload, qos, retain, dup: false, properties: msg.properties }, this.version);
       } else {
         const props: PublishProperties = { ...msg.properties };

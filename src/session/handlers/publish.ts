@@ -68,6 +68,7 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
     retain: p.retain,
     receivedAt: now,
   };
+  if (p.wire !== undefined) msg.wire = p.wire;
   if (pr) {
     const { topicAlias: _a, messageExpiryInterval, subscriptionIdentifier: _s, ...rest } = pr;
     if (Object.keys(rest).length) msg.properties = rest;
