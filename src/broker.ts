@@ -14,7 +14,7 @@ import { parseShared } from "./routing/topic.ts";
 import { Client } from "./session/client.ts";
 import type { BrokerContext, Stats } from "./session/context.ts";
 import { KeepaliveWheel } from "./session/keepalive.ts";
-import { NEVER_EXPIRES, Session } from "./session/session.ts";
+import { compactPayload, NEVER_EXPIRES, Session } from "./session/session.ts";
 import { willDelaySeconds, willMessage } from "./session/will.ts";
 import { RC } from "./protocol/reason-codes.ts";
 import type { ClusterBus } from "./cluster/bus.ts";
@@ -22,11 +22,7 @@ import { LocalBus } from "./cluster/bus.ts";
 
 const MAX_TIMER = 2 ** 31 - 1;
 
-/** Replace a payload that views a much larger buffer by its own copy. */
-function compactPayload(msg: StoredMessage): void {
-  const p = msg.payload;
-  if (p.buffer.byteLength > p.byteLength + 256) msg.payload = p.slice();
-}
+
 
 export interface BrokerOptions {
   config: Config;
@@ -113,7 +109,7 @@ export class Broker implements BrokerContext, Acceptor {
     // queued, in flight): drop the received frame and keep a compact copy of the payload, so
     // that a 10-byte message does not pin the whole socket read it arrived in.
     msg.wire = undefined;
-    if (msg.retain || msg.qos > 0) compactPayload(msg);
+    if (msg.retain) compactPayload(msg);
     let done: Promise<unknown> | undefined;
     if (r.pending === undefined && stored === undefined && !fwd) return { matched: r.matched };
     const parts: Promise<unknown>[] = r.pending ?? [];

@@ -9,13 +9,14 @@
  * pauses the connection's input until it settles.
  */
 import type { Connection, ConnectionEvents } from "../transport.ts";
-import { connectProtocolLevel, decode, encode, encodeAck, Framer, type Packet, PINGRESP } from "../protocol/codec.ts";
+import { connectProtocolLevel, decode, encode, Framer, type Packet, PINGRESP } from "../protocol/codec.ts";
 import { encodePublish, reuseWire, type PublishProperties, withPacketId } from "../protocol/publish-codec.ts";
 import { connackCodeV3, MqttError, RC } from "../protocol/reason-codes.ts";
 import type { QoS, StoredMessage, StoredWill } from "../persistence/persistence.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Session } from "./session.ts";
 import { dispatch } from "./handlers/index.ts";
+import { carve } from "./arena.ts";
 import type { OutAliases } from "./topic-alias.ts";
 
 /**
@@ -62,8 +63,10 @@ export class Client implements ConnectionEvents {
   /** Session Expiry Interval as sent in CONNECT (MQTT 5 DISCONNECT may change it, not from 0). */
   connectExpiry = 0;
   private framer: Framer;
-  /** Encoded packets waiting for this tick's flush; undefined when there are none. */
+  /** This tick's output (see flush): sealed chunks, and the chunk being filled. */
   private out: Uint8Array[] | undefined;
+  private cur: Uint8Array | undefined;
+  private curPos = 0;
   private outBytes = 0;
   private drainWaiters: Array<() => void> | undefined;
   private dirty = false;
@@ -98,6 +101,8 @@ export class Client implements ConnectionEvents {
   // --- input ------------------------------------------------------------------------------
   data(bytes: Uint8Array): void {
     if (this.closed) return;
+    // one clock read per socket read, not per packet (also the receive time of its PUBLISHes)
+    this.lastSeen = this.ctx.clock.now();
     if (this.paused) {
       this.framer.append(bytes); // held in order until the pending handler settles
       return;
@@ -123,7 +128,6 @@ export class Client implements ConnectionEvents {
   /** FrameConsumer: one complete frame from the framer. */
   onFrame(frame: Uint8Array, bodyStart: number): boolean {
     if (this.closed) return false;
-    this.lastSeen = this.ctx.clock.now();
     const type = frame[0] >> 4;
     if (!this.connected && this.version === 0) {
       if (type !== 1) {
@@ -186,28 +190,96 @@ export class Client implements ConnectionEvents {
   }
 
   // --- output -----------------------------------------------------------------------------
-  private push(bytes: Uint8Array) {
-    (this.out ??= []).push(bytes);
-    this.outBytes += bytes.length;
+  // This tick's output: small packets are written straight into `cur` (carved from the
+  // arena, no allocation per packet); large ones (shared encodings of big payloads) are kept
+  // as their own chunks in `out`, not copied. flush() hands the socket one buffer.
+
+  private markOut(n: number) {
+    this.outBytes += n;
     if (!this.dirty) {
       this.dirty = true;
       this.ctx.markDirty(this);
     }
   }
 
+  /** `cur` with at least n free bytes. */
+  private room(n: number): Uint8Array {
+    const cur = this.cur;
+    if (cur !== undefined && this.curPos + n <= cur.length) return cur;
+    this.seal();
+    const fresh = carve(n > 1024 ? n : 1024);
+    this.cur = fresh;
+    this.curPos = 0;
+    return fresh;
+  }
+
+  private seal() {
+    if (this.cur !== undefined && this.curPos > 0) (this.out ??= []).push(this.cur.subarray(0, this.curPos));
+    this.cur = undefined;
+    this.curPos = 0;
+  }
+
+  private push(bytes: Uint8Array) {
+    const n = bytes.length;
+    if (n > 4096) {
+      this.seal();
+      (this.out ??= []).push(bytes);
+    } else {
+      this.room(n).set(bytes, this.curPos);
+      this.curPos += n;
+    }
+    this.markOut(n);
+  }
+
+  /** PUBACK/PUBREC/PUBREL/PUBCOMP without reason code: four bytes, no allocation. */
+  private pushAck(type: 4 | 5 | 6 | 7, pid: number) {
+    const b = this.room(4);
+    let p = this.curPos;
+    b[p++] = (type << 4) | (type === 6 ? 2 : 0); // PUBREL has flags 0010 [MQTT-3.6.1-1]
+    b[p++] = 2;
+    b[p++] = pid >> 8;
+    b[p++] = pid & 255;
+    this.curPos = p;
+    this.markOut(4);
+  }
+
+  /** A shared encoded PUBLISH with this client's packet id (and DUP) written into the copy. */
+  private pushWithPid(bytes: Uint8Array, pidOffset: number, pid: number, dup: boolean) {
+    const n = bytes.length;
+    if (n > 4096) {
+      this.push(withPacketId(bytes, pidOffset, pid, dup));
+      return;
+    }
+    const b = this.room(n);
+    const at = this.curPos;
+    b.set(bytes, at);
+    b[at + pidOffset] = pid >> 8;
+    b[at + pidOffset + 1] = pid & 255;
+    if (dup) b[at] |= 8;
+    this.curPos = at + n;
+    this.markOut(n);
+  }
+
   flush(): void {
     this.dirty = false;
-    const out = this.out;
-    if (!out || out.length === 0) return;
-    const n = out.length;
+    if (this.outBytes === 0) return;
     let buf: Uint8Array;
-    if (n === 1) buf = out[0];
-    else {
-      buf = new Uint8Array(this.outBytes);
-      let p = 0;
-      for (const b of out) {
-        buf.set(b, p);
-        p += b.length;
+    const out = this.out;
+    if (out === undefined) {
+      buf = this.cur!.subarray(0, this.curPos);
+      // the rest of `cur` is left to the arena: the socket may hold this view
+      this.cur = undefined;
+      this.curPos = 0;
+    } else {
+      this.seal();
+      if (out.length === 1) buf = out[0];
+      else {
+        buf = carve(this.outBytes);
+        let p = 0;
+        for (const b of out) {
+          buf.set(b, p);
+          p += b.length;
+        }
       }
     }
     this.out = undefined;
@@ -283,7 +355,7 @@ export class Client implements ConnectionEvents {
 
   sendAck(type: 4 | 5 | 6 | 7, pid: number, reasonCode = 0, reasonString?: string): void {
     if (this.version !== 5 || (reasonCode === 0 && !reasonString)) {
-      this.push(encodeAck(type, pid));
+      this.pushAck(type, pid);
       return;
     }
     const cmd = type === 4 ? "puback" : type === 5 ? "pubrec" : type === 6 ? "pubrel" : "pubcomp";
@@ -293,7 +365,7 @@ export class Client implements ConnectionEvents {
   }
 
   sendPubrel(pid: number): void {
-    this.push(encodeAck(6, pid));
+    this.pushAck(6, pid);
   }
 
   sendPingresp(): void {
@@ -365,7 +437,8 @@ export class Client implements ConnectionEvents {
     }
     if (alias < 0) this.outAliases!.commit(msg.topic, -alias);
     this.ctx.stats.messagesOut++;
-    this.push(qos === 0 ? encoded.bytes : withPacketId(encoded.bytes, encoded.pidOffset, pid, dup));
+    if (qos === 0) this.push(encoded.bytes);
+    else this.pushWithPid(encoded.bytes, encoded.pidOffset, pid, dup);
     return true;
   }
 
@@ -399,6 +472,8 @@ export class Client implements ConnectionEvents {
     this.closed = true;
     this.closeReason = err ? err.message : "connection lost";
     this.out = undefined;
+    this.cur = undefined;
+    this.outBytes = 0;
     this.drain();
     this.ctx.clientClosed(this, true);
   }

@@ -13,6 +13,15 @@ import type { Client } from "./client.ts";
 
 export const NEVER_EXPIRES = 0xffffffff;
 
+/**
+ * Replace a payload that views a much larger buffer (the socket read it arrived in) by its own
+ * copy; done once per message, when it is kept beyond the current tick (retained, queued).
+ */
+export function compactPayload(msg: StoredMessage): void {
+  const p = msg.payload;
+  if (p.buffer.byteLength > p.byteLength + 256) msg.payload = p.slice();
+}
+
 /** Shared empty placeholders, replaced by a real array on first push (see the fields below). */
 const NONE: OutgoingEntry[] = Object.freeze([]) as unknown as OutgoingEntry[];
 const NO_PIDS: number[] = Object.freeze([]) as unknown as number[];
@@ -107,6 +116,7 @@ export class Session implements Subscriber {
         return;
       }
       if (this.queue === NONE) this.queue = [];
+      compactPayload(msg); // it may wait long: do not pin the socket read it arrived in
       this.queue.push(entry);
     }
     if (this.persistent) return this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);

@@ -59,7 +59,7 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
     return;
   }
   ctx.stats.messagesIn++;
-  const now = ctx.clock.now();
+  const now = c.lastSeen; // read once per socket read (Client.data)
   const msg: StoredMessage = {
     id: ctx.newMessageId(),
     topic,
