@@ -105,6 +105,11 @@ export class Client implements ConnectionEvents {
     this.lastSeen = this.ctx.clock.now();
     if (this.paused) {
       this.framer.append(bytes); // held in order until the pending handler settles
+      // a client that floods while its CONNECT/SUBSCRIBE is still being stored is not
+      // buffered without bound: past two maximum-size packets it is cut off
+      if (this.framer.buffered > 2 * this.ctx.config.maxPacketSize + 65536) {
+        this.fail(new MqttError(RC.QUOTA_EXCEEDED, `more than ${this.framer.buffered} bytes sent while a request was pending`));
+      }
       return;
     }
     const first = this.version === 0 && this.framer.buffered === 0 && bytes.length > 0;

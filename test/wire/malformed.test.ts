@@ -306,3 +306,30 @@ describe("wire: malformed and oversized input", () => {
     });
   });
 });
+
+describe("input held while a request is pending is bounded", () => {
+  it("a client flooding during a slow SUBSCRIBE is cut off (MQTT 5: 0x97), others unaffected", async () => {
+    // a store whose subscription writes never finish keeps the SUBSCRIBE pending
+    const { MemoryPersistence } = await import("../../src/persistence/memory.ts");
+    const store = new MemoryPersistence();
+    store.putSubscriptions = () => new Promise<void>(() => {});
+    const b = await startBroker({ maxPacketSize: 1024 }, { persistence: store });
+    try {
+      const { client: other } = await connectV4(b.port, "flood-other");
+      await other.subscribe("flood/ok", { qos: 0 });
+      const { client } = await connectV5(b.port, "flood-c", { clean: false, properties: { sessionExpiryInterval: 60 } });
+      client.sendPacket({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "flood/#", qos: 0 }] });
+      const chunk = new Uint8Array(16 * 1024).fill(0xc0); // PINGREQ bytes, never parsed while paused
+      for (let i = 0; i < 12; i++) client.send(chunk);
+      const d = await client.expectPacket("disconnect", 3000);
+      assert.equal(d.reasonCode, 0x97);
+      await client.waitClose();
+      const { client: pub } = await connectV4(b.port, "flood-pub");
+      pub.sendPacket({ cmd: "publish", topic: "flood/ok", payload: Buffer.from("fine"), qos: 0, dup: false, retain: false });
+      assert.equal(Buffer.from((await other.expectPacket("publish")).payload).toString(), "fine");
+    } finally {
+      RawClient.destroyAll();
+      await b.close();
+    }
+  });
+});
