@@ -10,6 +10,8 @@ import { createLogger, type Logger } from "../../src/log.ts";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
 import type { Persistence } from "../../src/persistence/persistence.ts";
 import type { Listener, ListenFn } from "../../src/transport.ts";
+import { after, before } from "node:test";
+import { RawClient } from "./raw-client.ts";
 
 export const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
@@ -55,4 +57,30 @@ export async function startBroker(
       await broker.close();
     },
   };
+}
+
+/**
+ * One broker for a describe block: started in before() and handed to `set`, closed (with
+ * every RawClient still open) in after().
+ */
+export function useBroker(
+  set: (b: TestBroker) => void,
+  config: Partial<Config> = {},
+  opts: Parameters<typeof startBroker>[1] = {},
+): void {
+  let b: TestBroker | undefined;
+  before(async () => {
+    b = await startBroker(config, opts);
+    set(b);
+  });
+  after(async () => {
+    RawClient.destroyAll();
+    await b?.close();
+  });
+}
+
+/** Unique client ids / topics within a file: uid("s") -> "s-1", "s-2", ... */
+export function uniqueIds(): (prefix: string) => string {
+  let n = 0;
+  return (prefix) => `${prefix}-${++n}`;
 }

@@ -3,11 +3,11 @@
  * flows, packet identifiers, QoS downgrade, exactly-once for QoS 2, order per publisher,
  * binary-exact payloads (empty, all byte values, 64 KB+), redelivery on session resume.
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, uniqueIds, useBroker } from "../helpers/broker.ts";
 import { connectV3, connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
 
 type Version = 4 | 5;
@@ -36,15 +36,8 @@ function countPublishes(c: RawClient): number {
 
 describe("PUBLISH flows", () => {
   let b: TestBroker;
-  let n = 0;
-  const uid = (s: string) => `${s}-${++n}`;
-  before(async () => {
-    b = await startBroker();
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x));
+  const uid = uniqueIds();
 
   for (const v of [4, 5] as Version[]) {
     const tag = v === 5 ? "5.0" : "3.1.1";

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { ManualClock } from "../../src/clock.ts";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, uniqueIds, useBroker } from "../helpers/broker.ts";
 import { connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
 
 /** Real sockets and processes: more than bun test's 5 s default on a loaded machine. */
@@ -39,15 +39,8 @@ async function drain(c: RawClient, ms = 200): Promise<PacketOf<"publish">[]> {
 
 describe("retained messages", () => {
   let b: TestBroker;
-  let n = 0;
-  const uid = (s: string) => `${s}-${++n}`;
-  before(async () => {
-    b = await startBroker();
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x));
+  const uid = uniqueIds();
 
   for (const v of [4, 5] as Version[]) {
     const tag = v === 5 ? "5.0" : "3.1.1";
