@@ -55,6 +55,7 @@ export class Broker implements BrokerContext, Acceptor {
   private dirty: Client[] = [];
   private flushScheduled = false;
   private seq = 0;
+  private shuttingDown = false;
 
   constructor(opts: BrokerOptions) {
     this.config = opts.config;
@@ -210,7 +211,7 @@ export class Broker implements BrokerContext, Acceptor {
     this.clients.delete(c);
     if (c.connected) this.stats.connections--;
     const s = c.session;
-    const will = publishWill ? c.will : undefined;
+    const will = publishWill && !this.shuttingDown ? c.will : undefined;
     c.will = undefined;
     if (!s || s.client !== c) return;
     s.client = undefined;
@@ -396,6 +397,10 @@ export class Broker implements BrokerContext, Acceptor {
 
   /** Stop: close every connection (MQTT 5: 0x8B server shutting down) and the stores. */
   async close(): Promise<void> {
+    // A planned shutdown is not an abnormal end of the clients' connections (MQTT 5 §3.1.2.5
+    // lists network failure, keepalive expiry, protocol errors and the client closing without
+    // DISCONNECT): no wills. Clients reconnect (to this node again or, in a cluster, another).
+    this.shuttingDown = true;
     for (const c of [...this.clients]) c.disconnect(RC.SERVER_SHUTTING_DOWN, "server shutting down");
     this.flushAll();
     this.wheel.stop();

@@ -97,8 +97,10 @@ export async function listenTcp(acceptor: Acceptor, opts: ListenOptions & { tls?
   return {
     host: opts.host,
     port: server.port,
+    // stop accepting; connections already open stay until the broker closes them (it sends
+    // MQTT 5 clients DISCONNECT 0x8B first)
     close: () => {
-      server.stop(true);
+      server.stop(false);
       return Promise.resolve();
     },
   };

@@ -256,3 +256,24 @@ describe("wire: will messages", () => {
     });
   });
 });
+
+describe("will: planned shutdown", () => {
+  it("a broker that is closed (SIGTERM path) does not publish the wills of its clients; MQTT 5 clients get DISCONNECT 0x8B", async () => {
+    const b = await startBroker();
+    const published: string[] = [];
+    const orig = b.broker.publish.bind(b.broker);
+    b.broker.publish = (msg, publisher) => {
+      published.push(msg.topic);
+      return orig(msg, publisher);
+    };
+    const { client } = await connectV5(b.port, "shutdown-will", {
+      will: { topic: "shutdown/will", payload: Buffer.from("gone"), qos: 1, retain: false },
+    });
+    await b.close();
+    const d = await client.expectPacket("disconnect");
+    assert.equal(d.reasonCode, 0x8b);
+    await client.waitClose();
+    assert.deepEqual(published, []);
+    RawClient.destroyAll();
+  });
+});
