@@ -184,3 +184,29 @@ describe(`CLI: ${rt} ${entry.join(" ")}`, () => {
     assert.match(r.stderr, /"eighteen"/);
   });
 });
+
+describe("the README's start commands", () => {
+  const procs: SpawnedProcess[] = [];
+  after(async () => {
+    for (const p of procs) await p.kill("SIGKILL");
+  });
+
+  for (const [name, cmd, args] of [
+    ["npm start -- (Bun)", "npm", ["start", "--"]],
+    ["deno task start (Deno)", path.join(root, "node_modules/.bin/deno"), ["task", "start"]],
+  ] as const) {
+    it(`${name} serves MQTT`, SLOW, async () => {
+      const want = await freePort();
+      const proc = spawnProcess(cmd, [...args, "--host", "127.0.0.1", "--port", String(want)], {
+        cwd: root,
+        env: { ...process.env, NO_COLOR: "1" },
+        name,
+        group: true, // npm and deno task run the broker as a child: stop the whole group
+      });
+      procs.push(proc);
+      const m = await proc.waitForLine(/colibri listening .*port=(\d+)/, 20_000);
+      assert.equal(Number(m[1]), want);
+      await roundTrip(want, `readme/${name.length}`);
+    });
+  }
+});

@@ -230,6 +230,8 @@ export interface SpawnOptions {
   name?: string;
   /** Copy the process output to the test's stderr, prefixed with the name. */
   echo?: boolean;
+  /** Own process group: kill() signals the whole group (wrappers such as `npm start`). */
+  group?: boolean;
 }
 
 const live = new Set<ChildProcess>();
@@ -269,7 +271,9 @@ export class SpawnedProcess {
       cwd: opts.cwd,
       env: opts.env as NodeJS.ProcessEnv | undefined,
       stdio: ["ignore", "pipe", "pipe"],
+      detached: opts.group ?? false,
     });
+    this.#group = opts.group ?? false;
     live.add(this.#child);
     this.exited = new Promise((resolve) => {
       this.#child.once("error", (err) => {
@@ -370,15 +374,29 @@ export class SpawnedProcess {
   }
 
   /** Sends `sig` (default SIGTERM), escalates to SIGKILL after `graceMs`, resolves on exit. */
+  #group = false;
+
+  #signal(sig: NodeJS.Signals): void {
+    if (this.#group && this.#child.pid) {
+      try {
+        process.kill(-this.#child.pid, sig);
+        return;
+      } catch {
+        // the group is gone already
+      }
+    }
+    this.#child.kill(sig);
+  }
+
   async kill(sig: NodeJS.Signals = "SIGTERM", graceMs = 3000): Promise<ExitInfo> {
     if (!this.running) return this.exitInfo!;
-    this.#child.kill(sig);
+    this.#signal(sig);
     if (sig !== "SIGKILL") {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), graceMs)));
       const first = await Promise.race([this.exited, timedOut]);
       clearTimeout(timer);
-      if (first === "timeout" && this.running) this.#child.kill("SIGKILL");
+      if (first === "timeout" && this.running) this.#signal("SIGKILL");
     }
     return await this.exited;
   }
