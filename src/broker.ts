@@ -56,6 +56,8 @@ export class Broker implements BrokerContext, Acceptor {
   private flushScheduled = false;
   private seq = 0;
   private shuttingDown = false;
+  /** Topic sets of SUBSCRIBEs whose retained lookup is in progress (see watchRetained). */
+  private retainWatches = new Set<Set<string>>();
 
   constructor(opts: BrokerOptions) {
     this.config = opts.config;
@@ -97,6 +99,7 @@ export class Broker implements BrokerContext, Acceptor {
   publish(msg: StoredMessage, publisher?: string): { matched: number; done?: Promise<unknown> } {
     let stored: Promise<void> | undefined;
     if (msg.retain) {
+      if (this.retainWatches.size > 0) for (const w of this.retainWatches) w.add(msg.topic);
       // [MQTT-3.3.1-5] store; [MQTT-3.3.1-6]/[MQTT-3.3.1-7] an empty payload clears the topic
       stored = msg.payload.length === 0 ? this.persistence.deleteRetained(msg.topic) : this.persistence.putRetained(msg);
       if (msg.qos === 0) {
@@ -121,7 +124,17 @@ export class Broker implements BrokerContext, Acceptor {
     return { matched: r.matched, done };
   }
 
-  async sendRetained(s: Session, filter: string, qos: number, subscriptionId?: number): Promise<void> {
+  watchRetained(): Set<string> {
+    const topics = new Set<string>();
+    this.retainWatches.add(topics);
+    return topics;
+  }
+
+  unwatchRetained(topics: Set<string>): void {
+    this.retainWatches.delete(topics);
+  }
+
+  async sendRetained(s: Session, filter: string, qos: number, subscriptionId?: number, skip?: Set<string>): Promise<void> {
     let msgs: StoredMessage[];
     try {
       msgs = await this.persistence.matchRetained(filter);
@@ -130,6 +143,8 @@ export class Broker implements BrokerContext, Acceptor {
       return;
     }
     for (const m of msgs) {
+      // a newer retained message for this topic was delivered live meanwhile
+      if (skip !== undefined && skip.has(m.topic)) continue;
       const q = Math.min(m.qos, qos) as 0 | 1 | 2;
       if (q === 0) {
         // a wildcard can match more retained bytes than the slow-consumer limit: wait for the

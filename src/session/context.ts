@@ -36,6 +36,9 @@ export interface BrokerContext {
   takeSession(clientId: string, clean: boolean): Promise<{ session: Session; present: boolean }>;
   clientClosed(c: Client, publishWill: boolean): void;
   /** Send the retained messages matching a new subscription. */
-  sendRetained(session: Session, filter: string, qos: number, subscriptionId?: number): Promise<void>;
+  sendRetained(session: Session, filter: string, qos: number, subscriptionId?: number, skip?: Set<string>): Promise<void>;
+  /** A set that collects the topics of retained messages published from now on. */
+  watchRetained(): Set<string>;
+  unwatchRetained(topics: Set<string>): void;
   persistSession(session: Session, will?: import("../persistence/persistence.ts").StoredWill): Promise<void>;
 }

@@ -339,3 +339,39 @@ describe("retained messages", () => {
     });
   });
 });
+
+describe("retained: a live update during a slow retained lookup", () => {
+  it("the subscriber ends with the newer value: the stale stored one is not sent after the live one", async () => {
+    const { MemoryPersistence } = await import("../../src/persistence/memory.ts");
+    const store = new MemoryPersistence();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const realMatch = store.matchRetained.bind(store);
+    let slow = false;
+    // the lookup reads the store at once (old value) but answers only when released
+    store.matchRetained = async (filter: string) => {
+      const result = await realMatch(filter);
+      if (slow) await gate;
+      return result;
+    };
+    const b = await startBroker({}, { persistence: store });
+    try {
+      const { client: pub } = await connectV4(b.port, "rl-pub");
+      await pub.publish("rl/t", "old", { qos: 1, retain: true });
+      slow = true;
+      const { client: sub } = await connectV4(b.port, "rl-sub");
+      sub.sendPacket({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "rl/#", qos: 1 }] });
+      await sub.expectPacket("suback");
+      await pub.publish("rl/t", "new", { qos: 1, retain: true });
+      const live = await sub.expectPacket("publish");
+      assert.equal(Buffer.from(live.payload).toString(), "new");
+      sub.sendPacket({ cmd: "puback", messageId: live.messageId });
+      release();
+      await sub.expectNoPacket(200);
+    } finally {
+      release();
+      RawClient.destroyAll();
+      await b.close();
+    }
+  });
+});

@@ -9,6 +9,18 @@ import type { QoS, StoredSubscription } from "../../persistence/persistence.ts";
 import type { Client } from "../client.ts";
 
 export async function handleSubscribe(c: Client, p: SubscribePacket): Promise<void> {
+  // Topics that get a new retained message while this SUBSCRIBE is in progress: the live
+  // delivery of that message supersedes the stored one the (async) retained lookup may still
+  // return, so the subscriber never ends up holding the older value.
+  const superseded = c.ctx.watchRetained();
+  try {
+    await subscribe(c, p, superseded);
+  } finally {
+    c.ctx.unwatchRetained(superseded);
+  }
+}
+
+async function subscribe(c: Client, p: SubscribePacket, superseded: Set<string>): Promise<void> {
   const ctx = c.ctx;
   const cfg = ctx.config;
   const s = c.session!;
@@ -100,6 +112,6 @@ export async function handleSubscribe(c: Client, p: SubscribePacket): Promise<vo
     const rh = sub.retainHandling ?? 0;
     // [MQTT-3.3.1-9] rh 0: always; [MQTT-3.3.1-10] rh 1: only for a new subscription; rh 2: never
     if (rh === 2 || (rh === 1 && existed) || !cfg.retainAvailable) continue;
-    await ctx.sendRetained(s, sub.filter, sub.qos, sub.subscriptionId);
+    await ctx.sendRetained(s, sub.filter, sub.qos, sub.subscriptionId, superseded);
   }
 }
