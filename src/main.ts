@@ -49,6 +49,10 @@ export async function main(argv: string[]): Promise<void> {
     throw e;
   }
   const log = createLogger(config.logLevel);
+  // One client's failure must never take the broker down: an error that escaped every handler
+  // is logged (loudly: it is a bug) and the process goes on serving everyone else.
+  process.on("unhandledRejection", (e: unknown) => log.error("unhandled rejection (bug)", { error: String((e as Error)?.stack ?? e) }));
+  process.on("uncaughtException", (e: unknown) => log.error("uncaught exception (bug)", { error: String((e as Error)?.stack ?? e) }));
   let persistence: Persistence;
   try {
     persistence = await openPersistence(config, log);
