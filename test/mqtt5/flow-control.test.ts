@@ -166,6 +166,9 @@ describe("mqtt5: flow control", () => {
       for (let i = 0; i < 4; i++) first.push(await sub.expectPacket("publish"));
       sub.destroy();
       await sub.waitClose();
+      // m5 must be published once the broker has seen the connection go (else it is sent on
+      // the dead connection and, rightly, re-sent with DUP)
+      for (let i = 0; i < 200 && b.broker.sessions.get("fc-resume")?.client; i++) await new Promise((r) => setTimeout(r, 5));
       await pub.publish("resume/t", "m5", { qos: 1 });
       const { client: back } = await connectV5(b.port, "fc-resume", {
         keepalive: 0, clean: false, properties: { sessionExpiryInterval: 60, receiveMaximum: 1 },
