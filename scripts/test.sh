@@ -33,7 +33,8 @@
 # Knobs (environment):
 #   COLIBRI_TEST_JOBS=N     Deno test files run in parallel (default: CPUs, at most 4; 1 = serial)
 #   COLIBRI_TEST_TIMEOUT=S  wall-clock limit per runner in seconds (default 1800)
-#   COLIBRI_RUNNERS="deno bun"  which runners to use
+#   COLIBRI_RUNNERS="deno bun deno-redis bun-redis"  which runners to use (the -redis ones
+#                           re-run test/wire and test/mqtt5 with every broker on Redis)
 #   COLIBRI_SKIP_SETUP=1    do not run scripts/setup.sh
 #   COLIBRI_SKIP_CHECK=1    do not type-check
 set -uo pipefail
@@ -57,7 +58,7 @@ if [ ! -t 1 ]; then export NO_COLOR=1; fi
 ncpu=$(nproc 2>/dev/null || echo 2)
 deno_jobs=${COLIBRI_TEST_JOBS:-$(( ncpu < 4 ? ncpu : 4 ))}
 limit=${COLIBRI_TEST_TIMEOUT:-1800}
-runners=${COLIBRI_RUNNERS:-deno bun}
+runners=${COLIBRI_RUNNERS:-deno bun deno-redis bun-redis}
 
 banner() { printf '\n======== %s ========\n' "$*"; }
 
@@ -198,9 +199,26 @@ for r in $runners; do
       banner "bun test"
       run_logged bun "$BUN" test "$@"
       ;;
+    deno-redis|bun-redis)
+      # The broker's wire and MQTT 5 suites once more, with every test broker on the Redis
+      # backend (test/helpers/broker.ts, own key prefix, cleaned up): the same behaviour
+      # must hold when each session change is a Redis round trip.
+      if [ "$#" -gt 0 ]; then continue; fi
+      banner "$r: test/wire test/mqtt5 with COLIBRI_TEST_PERSISTENCE=redis"
+      export COLIBRI_TEST_PERSISTENCE=redis
+      if [ "$r" = deno-redis ]; then
+        args=(test -P --no-check "--junit-path=$tmp/deno-redis-junit.xml")
+        if [ "$deno_jobs" -gt 1 ]; then args+=(--parallel); fi
+        run_logged "$r" "$DENO" "${args[@]}" test/wire test/mqtt5
+      else
+        run_logged "$r" "$BUN" test test/wire test/mqtt5
+      fi
+      unset COLIBRI_TEST_PERSISTENCE
+      ;;
     *) echo "[test.sh] unknown runner '$r' in COLIBRI_RUNNERS"; continue ;;
   esac
-  read -r p f how <<<"$(count "$r" "$tmp/$r.log" "$tmp/deno-junit.xml" "$rc")"
+  kind=${r%-redis}
+  read -r p f how <<<"$(count "$kind" "$tmp/$r.log" "$tmp/${kind}${r#$kind}-junit.xml" "$rc")"
   total_passed=$(( total_passed + p ))
   total_failed=$(( total_failed + f ))
   report+=("$r: $p passed, $f failed ($how)")

@@ -20,6 +20,35 @@ export async function listenFn(): Promise<ListenFn> {
   return mod.listenTcp as ListenFn;
 }
 
+/**
+ * The store a test broker gets unless the test brings its own: memory, or with
+ * COLIBRI_TEST_PERSISTENCE=redis the Redis backend under a fresh key prefix (the same wire
+ * suites then run against Redis; run `COLIBRI_TEST_PERSISTENCE=redis npm test -- test/wire`).
+ */
+async function defaultPersistence(clock?: Clock): Promise<{ persistence: Persistence; cleanup?: () => Promise<void> }> {
+  const now = clock ? () => clock.now() : undefined;
+  if ((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.COLIBRI_TEST_PERSISTENCE !== "redis") {
+    return { persistence: new MemoryPersistence({ now }) };
+  }
+  const { RedisPersistence } = await import("../../adapters/redis/redis.ts");
+  const { Redis } = await import("ioredis");
+  const prefix = `colibri-test:wire:${Math.random().toString(36).slice(2)}:`;
+  const url = "redis://127.0.0.1:6379";
+  const persistence = await RedisPersistence.connect({ url, prefix, now, logger: { info() {}, warn() {}, error() {} } });
+  const cleanup = async () => {
+    await persistence.close();
+    const r = new Redis(url);
+    let cursor = "0";
+    do {
+      const [next, keys] = await r.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length) await r.del(...keys);
+    } while (cursor !== "0");
+    r.disconnect();
+  };
+  return { persistence, cleanup };
+}
+
 export interface TestBroker {
   broker: Broker;
   port: number;
@@ -37,7 +66,8 @@ export async function startBroker(
   const logs: string[] = [];
   const cfg = resolveConfig({ host: "127.0.0.1", port: 0, logLevel: "info", ...config });
   const clock = opts.clock;
-  const persistence = opts.persistence ?? new MemoryPersistence({ now: clock ? () => clock.now() : undefined });
+  const own = opts.persistence ? undefined : await defaultPersistence(clock);
+  const persistence = opts.persistence ?? own!.persistence;
   const log = opts.log ?? createLogger(cfg.logLevel, (l) => logs.push(l));
   const broker = new Broker({ config: cfg, persistence, clock, log });
   if (opts.start !== false) await broker.start();
@@ -55,6 +85,7 @@ export async function startBroker(
       closed = true;
       await listener.close();
       await broker.close();
+      await own?.cleanup?.();
     },
   };
 }
