@@ -153,3 +153,61 @@ describe("redis persistence: kill -9 and restart", () => {
     assert.deepEqual(now, []);
   });
 });
+
+describe("redis persistence: timers survive kill -9", () => {
+  const prefix = `colibri-test:timers:${Math.random().toString(36).slice(2)}:`;
+  const args = ["--persistence", "redis", "--redis-url", REDIS, "--redis-prefix", prefix];
+  let redis: Redis;
+  let b: BrokerProcess | undefined;
+  before(() => {
+    redis = new Redis(REDIS);
+  });
+  after(async () => {
+    RawClient.destroyAll();
+    await b?.stop();
+    const keys = await keysUnder(redis, prefix);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+  });
+
+  it("session expiry keeps counting from the disconnect, and a pending delayed will fires once at its time", { timeout: 30_000 }, async () => {
+    b = await startBrokerProcess(args);
+    const { client: watcher } = await connectV5(b.port, "t-watch", { clean: false, properties: { sessionExpiryInterval: 300 } });
+    watcher.sendPacket({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "tw/#", qos: 1 }] });
+    await watcher.expectPacket("suback");
+    watcher.sendPacket({ cmd: "disconnect" });
+    await watcher.waitClose();
+    // a session that expires 2 s after its clean disconnect
+    const { client: short } = await connectV5(b.port, "t-short", { clean: true, properties: { sessionExpiryInterval: 2 } });
+    short.sendPacket({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "x/y", qos: 1 }] });
+    await short.expectPacket("suback");
+    short.sendPacket({ cmd: "disconnect" });
+    await short.waitClose();
+    // an abnormal close with a will delayed by 2 s (session outlives it)
+    const { client: dying } = await connectV5(b.port, "t-will", {
+      clean: true, properties: { sessionExpiryInterval: 60 },
+      will: { topic: "tw/will", payload: Buffer.from("late"), qos: 1, retain: false, properties: { willDelayInterval: 2 } },
+    });
+    const gone = Date.now();
+    dying.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    await b.kill9();
+    b = await startBrokerProcess(args, b.port);
+
+    // the delayed will is published once, about 2 s after the connection died, not at restart
+    const { client: w2, connack } = await connectV5(b.port, "t-watch", { clean: false, properties: { sessionExpiryInterval: 300 } });
+    assert.equal(connack.sessionPresent, true);
+    const will = await w2.expectPacket("publish", 5000);
+    assert.equal(will.topic, "tw/will");
+    const at = Date.now() - gone;
+    assert.ok(at >= 1800, `will published ${at} ms after the disconnect, before its 2 s delay`);
+    w2.sendPacket({ cmd: "puback", messageId: will.messageId });
+    await w2.expectNoPacket(500);
+
+    // 2 s after its disconnect the short session is gone, although the broker restarted meanwhile
+    const wait = 2300 - (Date.now() - gone);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const { connack: c2 } = await connectV5(b.port, "t-short", { clean: false, properties: { sessionExpiryInterval: 2 } });
+    assert.equal(c2.sessionPresent, false);
+  });
+});
