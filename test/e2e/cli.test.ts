@@ -210,3 +210,38 @@ describe("the README's start commands", () => {
     });
   }
 });
+
+describe("config file (--config / COLIBRI_CONFIG)", () => {
+  const files: Record<string, string> = {
+    "/cfg/a.json": JSON.stringify({ port: 1999, persistence: "redis", redisPrefix: "from-file:", maxQueuedMessages: 7 }),
+    "/cfg/bad.json": JSON.stringify({ port: "nope" }),
+    "/cfg/unknown.json": JSON.stringify({ colour: "blue" }),
+    "/cfg/array.json": "[1, 2]",
+  };
+  const read = (p: string) => {
+    if (!(p in files)) throw new Error(`ENOENT: ${p}`);
+    return files[p];
+  };
+  const cfg = (argv: string[], env: Record<string, string> = {}) => {
+    const r = parseCli(argv, env, read);
+    assert.equal(r.kind, "run");
+    return (r as unknown as { config: Record<string, unknown> }).config;
+  };
+
+  it("options come from the file; the environment overrides it; flags override both", () => {
+    const c = cfg(["--config", "/cfg/a.json"]);
+    assert.equal(c.port, 1999);
+    assert.equal(c.persistence, "redis");
+    assert.equal(c.redisPrefix, "from-file:");
+    assert.equal(c.maxQueuedMessages, 7);
+    assert.equal(cfg([], { COLIBRI_CONFIG: "/cfg/a.json" }).port, 1999);
+    assert.equal(cfg(["--config", "/cfg/a.json"], { COLIBRI_PORT: "2001" }).port, 2001);
+    assert.equal(cfg(["--config", "/cfg/a.json", "--port", "2002"], { COLIBRI_PORT: "2001" }).port, 2002);
+  });
+
+  it("a bad value, an unknown key or a non-object names the file, the key and the fix", () => {
+    assert.throws(() => cfg(["--config", "/cfg/bad.json"]), /"nope".*port in \/cfg\/bad\.json.*whole number/);
+    assert.throws(() => cfg(["--config", "/cfg/unknown.json"]), /unknown option "colour" in \/cfg\/unknown\.json/);
+    assert.throws(() => cfg(["--config", "/cfg/array.json"]), /must hold a JSON object/);
+  });
+});
