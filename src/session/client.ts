@@ -72,6 +72,8 @@ export class Client implements ConnectionEvents {
   private dirty = false;
   private paused = false;
   private closeReason: string | undefined;
+  /** The socket closed while input was held behind a pending handler (see close). */
+  private socketGone: Error | null | undefined;
 
   constructor(readonly conn: Connection, readonly ctx: BrokerContext) {
     this.framer = new Framer(ctx.config.maxPacketSize);
@@ -164,6 +166,11 @@ export class Client implements ConnectionEvents {
     if (this.closed) return;
     const rest = this.framer.take();
     if (rest) this.data(rest);
+    if (this.socketGone !== undefined && !this.paused && !this.closed) {
+      const err = this.socketGone;
+      this.socketGone = undefined;
+      this.close(err === null ? undefined : err);
+    }
   }
 
   /** A handler or the framer failed: answer with the reason code, close, publish the will. */
@@ -474,6 +481,13 @@ export class Client implements ConnectionEvents {
   /** ConnectionEvents.close: the socket went away. */
   close(err?: Error): void {
     if (this.closed) return;
+    if (this.paused && this.framer.buffered > 0) {
+      // Bytes that arrived before the socket closed wait behind a pending handler (a
+      // SUBSCRIBE's retained lookup, a CONNECT's session load): process them first, so a
+      // DISCONNECT sent just before closing still counts (no will, its session expiry).
+      this.socketGone = err ?? null;
+      return;
+    }
     this.closed = true;
     this.closeReason = err ? err.message : "connection lost";
     this.out = undefined;

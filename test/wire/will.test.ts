@@ -277,3 +277,38 @@ describe("will: planned shutdown", () => {
     RawClient.destroyAll();
   });
 });
+
+describe("will: DISCONNECT held behind a slow SUBSCRIBE", () => {
+  it("a DISCONNECT sent just before the socket closes still counts (no will) while a retained lookup is pending", async () => {
+    const { MemoryPersistence } = await import("../../src/persistence/memory.ts");
+    const store = new MemoryPersistence();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const realMatch = store.matchRetained.bind(store);
+    store.matchRetained = async (filter: string) => {
+      const r = await realMatch(filter);
+      if (filter === "held/#") await gate;
+      return r;
+    };
+    const b = await startBroker({}, { persistence: store });
+    try {
+      const { client: watcher } = await connectV4(b.port, "held-watch");
+      await watcher.subscribe("held/will", { qos: 0 });
+      const { client } = await connectV5(b.port, "held-c", {
+        will: { topic: "held/will", payload: Buffer.from("should not"), qos: 0, retain: false },
+      });
+      client.sendPacket({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "held/#", qos: 0 }] });
+      await client.expectPacket("suback");
+      client.sendPacket({ cmd: "disconnect", reasonCode: 0 });
+      client.socket.end();
+      await new Promise((r) => setTimeout(r, 50)); // the close reaches the broker while SUBSCRIBE is pending
+      release();
+      await watcher.expectNoPacket(300); // [MQTT-3.14.4-3] a normal DISCONNECT discards the will
+      assert.equal(b.broker.sessions.has("held-c"), false);
+    } finally {
+      release();
+      RawClient.destroyAll();
+      await b.close();
+    }
+  });
+});
