@@ -194,9 +194,34 @@ export class RedisPersistence implements Persistence {
       .catch(this.fail("updateOutgoing"));
   }
 
-  async removeOutgoing(clientId: string, msgId: string): Promise<void> {
-    await this.s.removeEntry(this.k.queue(clientId), this.k.entries(clientId), this.k.msg(msgId), msgId)
-      .catch(this.fail("removeOutgoing"));
+  /**
+   * Acknowledgements handled in one tick (a socket read of PUBACKs, a fan-out's worth) go to
+   * Redis as one script call instead of one call each: ioredis's per-command cost (building
+   * the command, GC), not Redis, bounds a Redis-backed QoS 1 flow.
+   */
+  removeOutgoing(clientId: string, msgId: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const batch = this.removals ??= { keys: [], ids: [], done: [] };
+      batch.keys.push(this.k.queue(clientId), this.k.entries(clientId), this.k.msg(msgId));
+      batch.ids.push(msgId);
+      batch.done.push({ resolve, reject });
+      if (batch.ids.length === 1) queueMicrotask(() => this.flushRemovals());
+    });
+  }
+
+  private removals: { keys: string[]; ids: string[]; done: Array<{ resolve: () => void; reject: (e: unknown) => void }> } | undefined;
+
+  private flushRemovals(): void {
+    const batch = this.removals;
+    this.removals = undefined;
+    if (!batch) return;
+    this.s.removeEntries(batch.keys.length, ...batch.keys, ...batch.ids).then(
+      () => { for (const d of batch.done) d.resolve(); },
+      (e) => {
+        const err = new Error(`redis persistence removeOutgoing failed: ${(e as Error).message ?? e}`, { cause: e });
+        for (const d of batch.done) d.reject(err);
+      },
+    );
   }
 
   async outgoing(clientId: string): Promise<OutgoingEntry[]> {

@@ -104,6 +104,22 @@ return 1`,
 };
 
 /**
+ * Many removeEntry in one call: KEYS: q1, e1, m1, q2, e2, m2, ... ARGV: id1, id2, ...
+ * (the acknowledgements handled in one tick, see RedisPersistence.removeOutgoing).
+ */
+export const removeEntries: ScriptDef = {
+  lua: DECREF + `
+for j = 1, #ARGV do
+  local k = (j - 1) * 3
+  if redis.call('HDEL', KEYS[k + 2], ARGV[j]) == 1 then
+    redis.call('LREM', KEYS[k + 1], 1, ARGV[j])
+    decref(KEYS[k + 3])
+  end
+end
+return #ARGV`,
+};
+
+/**
  * KEYS: q, e. ARGV: now ms, msg key prefix.
  * Returns [id, meta, blob, ...] in FIFO order; entries whose message expired (expiresAt < now)
  * or whose body is gone are removed on the way, with their reference.
