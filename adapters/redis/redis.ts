@@ -4,9 +4,11 @@
  *
  * Round trips, thanks to auto-pipelining (calls issued in one tick leave in one write) and to
  * one command per operation (Lua for anything multi-key):
- * - QoS 1 publish to N persistent sessions: N enqueue calls in one tick = 1 round trip; the
- *   body travels once per tick (later calls send only the id, see `bodies`); each PUBACK's
- *   removeOutgoing = 1 round trip, shared by every PUBACK handled in the same tick.
+ * - QoS 1 publish to N persistent sessions: the N enqueue calls of one tick are one script
+ *   call (enqueueMany) = 1 round trip, the body sent once (see `bodies`); the PUBACKs handled
+ *   in one tick are one removeEntries call = 1 round trip. So a QoS 1 message to N online
+ *   persistent subscribers costs 2 round trips in all, shared with every other message and
+ *   acknowledgement of the same ticks.
  * - putRetained / deleteRetained: 1. matchRetained: 1 (+1 only when it finds expired ones).
  */
 import type { Redis } from "ioredis";
@@ -164,23 +166,56 @@ export class RedisPersistence implements Persistence {
 
   // --- outgoing ---------------------------------------------------------------------------
 
-  async enqueue(clientId: string, entries: OutgoingEntry[]): Promise<void> {
-    if (entries.length === 0) return;
-    const keys = [this.k.queue(clientId), this.k.entries(clientId), this.k.sessions];
-    for (const e of entries) keys.push(this.k.msg(e.msg.id));
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const args: Arg[] = [keys.length, ...keys, clientId, BODY_GRACE_MS];
-      for (const e of entries) {
-        const id = e.msg.id;
-        const sendBody = attempt > 0 || !this.bodies.has(id);
-        if (sendBody) this.rememberBody(id);
-        args.push(id, encodeEntry(e), sendBody ? encodeMessage(e.msg) : "", e.msg.expiresAt ?? "");
+  /**
+   * Enqueues issued in one tick go to Redis as one script call (see removeOutgoing for why).
+   * A body is sent once per batch and only if this instance has not sent it recently; if the
+   * script finds a body missing after all, nothing is written and the batch is sent again
+   * with every body.
+   */
+  enqueue(clientId: string, entries: OutgoingEntry[]): Promise<void> {
+    if (entries.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const batch = this.enqueues ??= [];
+      batch.push({ clientId, entries, resolve, reject });
+      if (batch.length === 1) queueMicrotask(() => void this.flushEnqueues());
+    });
+  }
+
+  private enqueues: Array<{ clientId: string; entries: OutgoingEntry[]; resolve: () => void; reject: (e: unknown) => void }> | undefined;
+
+  private async flushEnqueues(): Promise<void> {
+    const batch = this.enqueues;
+    this.enqueues = undefined;
+    if (!batch) return;
+    try {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const keys: string[] = [this.k.sessions];
+        const args: Arg[] = [BODY_GRACE_MS, batch.length];
+        const inBatch = new Set<string>();
+        for (const c of batch) {
+          keys.push(this.k.queue(c.clientId), this.k.entries(c.clientId));
+          args.push(c.clientId, c.entries.length);
+          for (const e of c.entries) {
+            const id = e.msg.id;
+            keys.push(this.k.msg(id));
+            const sendBody = !inBatch.has(id) && (attempt > 0 || !this.bodies.has(id));
+            inBatch.add(id);
+            if (sendBody) this.rememberBody(id);
+            args.push(id, encodeEntry(e), sendBody ? encodeMessage(e.msg) : "", e.msg.expiresAt ?? "");
+          }
+        }
+        const missing = await this.s.enqueueMany(keys.length, ...keys, ...args) as string[];
+        if (missing.length === 0) {
+          for (const c of batch) c.resolve();
+          return;
+        }
+        for (const id of missing) this.bodies.delete(id);
       }
-      const missing = await this.s.enqueue(...args).catch(this.fail("enqueue")) as string[];
-      if (missing.length === 0) return;
-      for (const id of missing) this.bodies.delete(id);
+      throw new Error("message body missing after retry");
+    } catch (e) {
+      const err = new Error(`redis persistence enqueue failed: ${(e as Error).message ?? e}`, { cause: e });
+      for (const c of batch) c.reject(err);
     }
-    throw new Error("redis persistence enqueue failed: message body missing after retry"); // unreachable
   }
 
   private rememberBody(id: string): void {

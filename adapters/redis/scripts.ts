@@ -48,35 +48,50 @@ return 1`,
 };
 
 /**
- * KEYS: q, e, sessions, then one m:<id> per entry. ARGV: cid, grace ms, then per entry
- * id, meta, blob ('' = body believed stored), expiresAt ('' = none).
+ * Every enqueue of one tick (a fan-out to many persistent sessions, a read full of publishes)
+ * in one call. KEYS: sessions, then per call q, e and one m:<id> per entry. ARGV: grace ms,
+ * number of calls, then per call cid, number of entries, then per entry id, meta, blob ('' =
+ * body stored already or sent earlier in this batch), expiresAt ('' = none).
  * Returns the ids whose body was not sent and is not stored (nothing written then).
  */
-export const enqueue: ScriptDef = {
+export const enqueueMany: ScriptDef = {
   lua: `
-local n = #KEYS - 3
-local missing = {}
-for j = 1, n do
-  local a = 2 + (j - 1) * 4
-  if ARGV[a + 3] == '' and redis.call('HEXISTS', KEYS[2], ARGV[a + 1]) == 0
-      and redis.call('EXISTS', KEYS[3 + j]) == 0 then
-    missing[#missing + 1] = ARGV[a + 1]
+local calls = tonumber(ARGV[2])
+local missing, sent = {}, {}
+local k, a = 2, 3
+for c = 1, calls do
+  local n = tonumber(ARGV[a + 1])
+  local e = KEYS[k + 1]
+  k, a = k + 2, a + 2
+  for j = 1, n do
+    local id, blob = ARGV[a], ARGV[a + 2]
+    if blob ~= '' then sent[id] = true
+    elseif not sent[id] and redis.call('HEXISTS', e, id) == 0 and redis.call('EXISTS', KEYS[k]) == 0 then
+      missing[#missing + 1] = id
+    end
+    k, a = k + 1, a + 4
   end
 end
 if #missing > 0 then return missing end
-redis.call('SADD', KEYS[3], ARGV[1])
-for j = 1, n do
-  local a = 2 + (j - 1) * 4
-  local id, mk = ARGV[a + 1], KEYS[3 + j]
-  if redis.call('HSET', KEYS[2], id, ARGV[a + 2]) == 1 then
-    redis.call('RPUSH', KEYS[1], id)
-    if redis.call('HINCRBY', mk, 'r', 1) == 1 then
-      redis.call('HSET', mk, 'b', ARGV[a + 3])
-      if ARGV[a + 4] ~= '' then
-        redis.call('HSET', mk, 'x', ARGV[a + 4])
-        redis.call('PEXPIREAT', mk, tonumber(ARGV[a + 4]) + tonumber(ARGV[2]))
+k, a = 2, 3
+for c = 1, calls do
+  local cid, n = ARGV[a], tonumber(ARGV[a + 1])
+  local q, e = KEYS[k], KEYS[k + 1]
+  k, a = k + 2, a + 2
+  redis.call('SADD', KEYS[1], cid)
+  for j = 1, n do
+    local id, mk = ARGV[a], KEYS[k]
+    if redis.call('HSET', e, id, ARGV[a + 1]) == 1 then
+      redis.call('RPUSH', q, id)
+      if redis.call('HINCRBY', mk, 'r', 1) == 1 then
+        redis.call('HSET', mk, 'b', ARGV[a + 2])
+        if ARGV[a + 3] ~= '' then
+          redis.call('HSET', mk, 'x', ARGV[a + 3])
+          redis.call('PEXPIREAT', mk, tonumber(ARGV[a + 3]) + tonumber(ARGV[1]))
+        end
       end
     end
+    k, a = k + 1, a + 4
   end
 end
 return missing`,
@@ -88,17 +103,6 @@ export const updateEntry: ScriptDef = {
   lua: `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-end
-return 1`,
-};
-
-/** KEYS: q, e, m:<id>. ARGV: id. */
-export const removeEntry: ScriptDef = {
-  keys: 3,
-  lua: DECREF + `
-if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then
-  redis.call('LREM', KEYS[1], 1, ARGV[1])
-  decref(KEYS[3])
 end
 return 1`,
 };
