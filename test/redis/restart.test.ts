@@ -21,22 +21,34 @@ async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {
   return out;
 }
 
-describe("redis persistence: kill -9 and restart", () => {
-  const prefix = `colibri-test:restart:${Math.random().toString(36).slice(2)}:`;
-  const args = ["--persistence", "redis", "--redis-url", REDIS, "--redis-prefix", prefix];
-  let redis: Redis;
-  let b: BrokerProcess | undefined;
-
+/**
+ * A describe block's own key prefix and the broker arguments that use it; after the block the
+ * broker (given by `broker()`) is stopped and every key under the prefix deleted.
+ */
+function redisScope(name: string, broker: () => BrokerProcess | undefined) {
+  const prefix = `colibri-test:${name}:${Math.random().toString(36).slice(2)}:`;
+  const scope = {
+    prefix,
+    args: ["--persistence", "redis", "--redis-url", REDIS, "--redis-prefix", prefix],
+    redis: undefined as unknown as Redis,
+  };
   before(() => {
-    redis = new Redis(REDIS);
+    scope.redis = new Redis(REDIS);
   });
   after(async () => {
     RawClient.destroyAll();
-    await b?.stop();
-    const keys = await keysUnder(redis, prefix);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
+    await broker()?.stop();
+    const keys = await keysUnder(scope.redis, prefix);
+    if (keys.length) await scope.redis.del(...keys);
+    scope.redis.disconnect();
   });
+  return scope;
+}
+
+describe("redis persistence: kill -9 and restart", () => {
+  let b: BrokerProcess | undefined;
+  const scope = redisScope("restart", () => b);
+  const { prefix, args } = scope;
 
   it("persistent session, queued QoS 1/2 in order, inflight with DUP, QoS 2 state, retained, wills", async () => {
     b = await startBrokerProcess(args);
@@ -140,7 +152,7 @@ describe("redis persistence: kill -9 and restart", () => {
 
   it("a clean session leaves no keys behind", async () => {
     b ??= await startBrokerProcess(args);
-    const before = new Set(await keysUnder(redis, prefix));
+    const before = new Set(await keysUnder(scope.redis, prefix));
     const { client } = await connectV4(b.port, "r-clean-" + Date.now(), {
       clean: true, will: { topic: "x/will", payload: Buffer.from("w"), qos: 0, retain: false },
     });
@@ -149,26 +161,14 @@ describe("redis persistence: kill -9 and restart", () => {
     client.sendPacket({ cmd: "disconnect" });
     await client.waitClose().catch((e) => { console.log(b!.proc.tail(30)); throw e; });
     await new Promise((r) => setTimeout(r, 200));
-    const now = (await keysUnder(redis, prefix)).filter((k) => !before.has(k));
+    const now = (await keysUnder(scope.redis, prefix)).filter((k) => !before.has(k));
     assert.deepEqual(now, []);
   });
 });
 
 describe("redis persistence: timers survive kill -9", () => {
-  const prefix = `colibri-test:timers:${Math.random().toString(36).slice(2)}:`;
-  const args = ["--persistence", "redis", "--redis-url", REDIS, "--redis-prefix", prefix];
-  let redis: Redis;
   let b: BrokerProcess | undefined;
-  before(() => {
-    redis = new Redis(REDIS);
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b?.stop();
-    const keys = await keysUnder(redis, prefix);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-  });
+  const { args } = redisScope("timers", () => b);
 
   it("session expiry keeps counting from the disconnect, and a pending delayed will fires once at its time", { timeout: 30_000 }, async () => {
     b = await startBrokerProcess(args);
