@@ -178,14 +178,4 @@ export function encode(packet: Exclude<MqttPacket, { cmd: "publish" }>, version:
   return mqtt.generate(packet, { protocolVersion: version === 3 ? 3 : version === 5 ? 5 : 4 });
 }
 
-/** 3.1.1-style PUBACK/PUBREC/PUBREL/PUBCOMP (also valid MQTT 5 with reason code 0). */
-export function encodeAck(type: 4 | 5 | 6 | 7, packetId: number): Uint8Array {
-  const b = new Uint8Array(4);
-  b[0] = (type << 4) | (type === 6 ? 2 : 0);
-  b[1] = 2;
-  b[2] = packetId >> 8;
-  b[3] = packetId & 255;
-  return b;
-}
-
 export const PINGRESP = Uint8Array.of(0xd0, 0);

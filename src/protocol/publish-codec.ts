@@ -315,10 +315,6 @@ export function withPacketId(bytes: Uint8Array, pidOffset: number, packetId: num
   return c;
 }
 
-export function utf8Length(s: string): number {
-  return encodeUtf8(s).length;
-}
-
 /** UTF-8 bytes of a string; ASCII by hand (no TextEncoder call, see readAscii). */
 export function encodeUtf8(s: string): Uint8Array {
   const n = s.length;

@@ -52,10 +52,6 @@ export class Router {
   private shared = new TopicTrie<SharedGroup<Subscriber>>();
   private cache = new Map<string, Match>();
 
-  get subscriptionCount(): number {
-    return this.trie.size;
-  }
-
   add(sub: Subscriber, s: StoredSubscription, share?: { group: string; filter: string }): void {
     this.cache.clear();
     if (share) {
@@ -76,11 +72,6 @@ export class Router {
       return true;
     }
     return this.trie.remove(filter, clientId);
-  }
-
-  /** Replace the subscriber object behind a client id (a session object re-created). */
-  has(clientId: string, filter: string): boolean {
-    return this.trie.get(filter, clientId) !== undefined;
   }
 
   private lookup(topic: string): Match {
@@ -151,13 +142,6 @@ export class Router {
   handOver(share: string, msg: StoredMessage, except: string, onlineOnly = false): false | Promise<void> | void {
     const g = this.group(share);
     return g ? this.toGroup(g, msg, except, onlineOnly) : false;
-  }
-
-  /** Every (clientId, filter) pair, for diagnostics and cluster route tables. */
-  *filters(): Generator<string> {
-    const seen = new Set<string>();
-    for (const [f] of this.trie.entries()) if (!seen.has(f)) { seen.add(f); yield f; }
-    for (const [f] of this.shared.entries()) if (!seen.has(f)) { seen.add(f); yield f; }
   }
 }
 

@@ -18,11 +18,6 @@ class TrieNode<V> {
 
 export class TopicTrie<V> {
   private root = new TrieNode<V>();
-  private count = 0;
-
-  get size(): number {
-    return this.count;
-  }
 
   /** Insert or replace; returns true when the key was new for this filter. */
   add(filter: string, key: string, value: V): boolean {
@@ -40,7 +35,6 @@ export class TopicTrie<V> {
     const values = node.values ??= new Map();
     const isNew = !values.has(key);
     values.set(key, value);
-    if (isNew) this.count++;
     return isNew;
   }
 
@@ -64,7 +58,6 @@ export class TopicTrie<V> {
       if (!node) return false;
     }
     if (!node.values?.delete(key)) return false;
-    this.count--;
     // prune
     for (let i = path.length - 1; i >= 0 && node.isEmpty(); i--) {
       const [parent, level] = path[i];
@@ -94,18 +87,6 @@ export class TopicTrie<V> {
     const child = node.children?.get(levels[i]);
     if (child) this.walk(child, levels, i + 1, dollar, fn);
     if (node.plus && !skipWild) this.walk(node.plus, levels, i + 1, dollar, fn);
-  }
-
-  /** Every (filter, key, value). */
-  *entries(): Generator<[string, string, V]> {
-    const stack: Array<[TrieNode<V>, string[]]> = [[this.root, []]];
-    while (stack.length) {
-      const [node, path] = stack.pop()!;
-      if (node.values) for (const [k, v] of node.values) yield [path.join("/"), k, v];
-      if (node.children) for (const [l, c] of node.children) stack.push([c, [...path, l]]);
-      if (node.plus) stack.push([node.plus, [...path, "+"]]);
-      if (node.hash) stack.push([node.hash, [...path, "#"]]);
-    }
   }
 }
 

@@ -7,17 +7,7 @@ import { Redis } from "ioredis";
 export const REDIS_SERVER = "/usr/bin/redis-server";
 
 /** A TCP port that was free a moment ago (nothing listens on it after this returns). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "./system.ts";
 
 /** A TCP server that accepts connections and never answers (a hung or wrong service). */
 export function silentServer(): Promise<{ port: number; close: () => Promise<void> }> {
