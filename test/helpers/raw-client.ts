@@ -472,3 +472,30 @@ export function connectV4(port: number, clientId: string, opts: ConnectOptions =
 export function connectV3(port: number, clientId: string, opts: ConnectOptions = {}) {
   return connectWith(3, port, clientId, opts);
 }
+
+/** MQTT 3.1.1 or 5.0 CONNECT by version number (tests that run once per version). */
+export function connectVersion(v: 4 | 5, port: number, clientId: string, opts: ConnectOptions = {}) {
+  return v === 5 ? connectV5(port, clientId, opts) : connectV4(port, clientId, opts);
+}
+
+/** A PUBLISH payload as text. */
+export const payloadText = (p: PacketOf<"publish">): string => Buffer.from(p.payload).toString();
+
+/** Every PUBLISH that arrives within `ms` (QoS 1 acknowledged, QoS 2 PUBREC'd). */
+export async function drainPublishes(c: RawClient, ms = 200): Promise<PacketOf<"publish">[]> {
+  const out: PacketOf<"publish">[] = [];
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) return out;
+    let p: PacketOf<"publish">;
+    try {
+      p = await c.waitForPacket("publish", () => true, left);
+    } catch {
+      return out;
+    }
+    out.push(p);
+    if (p.qos === 1) c.sendPacket({ cmd: "puback", messageId: p.messageId });
+    if (p.qos === 2) c.sendPacket({ cmd: "pubrec", messageId: p.messageId });
+  }
+}

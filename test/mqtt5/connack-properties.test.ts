@@ -7,20 +7,14 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, useBroker } from "../helpers/broker.ts";
 import { connectV4, connectV5, RawClient } from "../helpers/raw-client.ts";
 import { ManualClock } from "../../src/clock.ts";
 import { expectBrokerServes, expectDisconnect, expectLogged, rawPublish } from "./util.ts";
 
 describe("mqtt5: CONNACK with the default configuration", () => {
   let b: TestBroker;
-  before(async () => {
-    b = await startBroker();
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x));
 
   it("advertises every capability and limit; Maximum QoS absent means 2 (§3.2.2.3.4)", async () => {
     const { client, connack } = await connectV5(b.port, "ca-default");
@@ -163,13 +157,7 @@ describe("mqtt5: CONNACK and behaviour follow a non-default configuration", () =
 
 describe("mqtt5: maximumQoS 0", () => {
   let b: TestBroker;
-  before(async () => {
-    b = await startBroker({ maximumQoS: 0 });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x), { maximumQoS: 0 });
 
   it("CONNACK says 0, SUBACK grants 0, a QoS 1 PUBLISH gets 0x9B [MQTT-3.2.2-9] [MQTT-3.2.2-10]", async () => {
     const { client, connack } = await connectV5(b.port, "q0");

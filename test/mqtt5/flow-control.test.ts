@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, useBroker } from "../helpers/broker.ts";
 import { connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
 import type { OutgoingEntry } from "../../src/persistence/persistence.ts";
@@ -198,13 +198,7 @@ class StallingPersistence extends MemoryPersistence {
 
 describe("mqtt5: flow control while acknowledgements wait for storage", () => {
   let b: TestBroker;
-  before(async () => {
-    b = await startBroker({ receiveMaximum: 2 }, { persistence: new StallingPersistence() });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x), { receiveMaximum: 2 }, { persistence: new StallingPersistence() });
 
   it("QoS 1 counts until its PUBACK is sent: a third one gets DISCONNECT 0x93 [MQTT-3.3.4-7]", async () => {
     // a persistent subscriber: each delivery must be stored before the publisher's PUBACK

@@ -5,9 +5,9 @@
  * on. Each case sends one bad packet from a fresh client, then a bystander does a full QoS 1
  * round trip.
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { type TestBroker, useBroker } from "../helpers/broker.ts";
 import { connectV5, RawClient } from "../helpers/raw-client.ts";
 import {
   expectBrokerServes,
@@ -65,13 +65,7 @@ const cases: Case[] = [
 
 describe("mqtt5: reason codes for bad input", () => {
   let b: TestBroker;
-  before(async () => {
-    b = await startBroker({ receiveMaximum: 4, maxPacketSize: 4096 });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x), { receiveMaximum: 4, maxPacketSize: 4096 });
 
   cases.forEach((k, i) => {
     it(`${k.what}: DISCONNECT 0x${k.code.toString(16)} ${k.rule}`, async () => {

@@ -5,22 +5,16 @@
  * Problem Information: with 0, no Reason String / User Properties except on PUBLISH, CONNACK
  * and DISCONNECT [MQTT-3.1.2-29].
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, useBroker } from "../helpers/broker.ts";
 import { connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
 import { expectBrokerServes, expectDisconnect, expectLogged, prop, rawPublish, text, userPropsInOrder } from "./util.ts";
 
 describe("mqtt5: request / response", () => {
   let b: TestBroker;
-  before(async () => {
-    b = await startBroker({ responseInformation: "reply/" });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x), { responseInformation: "reply/" });
 
   describe("Response Information", () => {
     it("returned in CONNACK when requested and configured (§3.2.2.3.15)", async () => {
@@ -125,13 +119,7 @@ describe("mqtt5: request / response", () => {
 
 describe("mqtt5: Request Problem Information", () => {
   let b: TestBroker;
-  before(async () => {
-    b = await startBroker();
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x));
 
   /** A QoS 1 PUBLISH claiming UTF-8 but carrying invalid bytes: PUBACK 0x99 (§3.3.2.3.2). */
   const badUtf8 = (pid: number) => rawPublish("rpi/t", Uint8Array.of(0xc3, 0x28), { qos: 1, pid, props: prop.payloadFormat(1) });

@@ -7,7 +7,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, useBroker } from "../helpers/broker.ts";
 import { connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
 import { ManualClock } from "../../src/clock.ts";
 import { ack, collect, expectBrokerServes, expectDisconnect, expectLogged, text } from "./util.ts";
@@ -303,13 +303,7 @@ describe("mqtt5: shared subscriptions and session expiry (manual clock)", () => 
 
 describe("mqtt5: shared subscriptions not available", () => {
   let b: TestBroker;
-  before(async () => {
-    b = await startBroker({ sharedSubscriptionAvailable: false });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x), { sharedSubscriptionAvailable: false });
 
   it("CONNACK says 0 and a shared SUBSCRIBE gets DISCONNECT 0x9E (§3.2.2.3.13)", async () => {
     const { client, connack } = await connectV5(b.port, "shoff");

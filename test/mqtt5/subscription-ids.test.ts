@@ -6,7 +6,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, useBroker } from "../helpers/broker.ts";
 import { connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
 import { expectBrokerServes, expectDisconnect, expectLogged, prop, rawPublish, rawSubscribe, text } from "./util.ts";
 
@@ -138,13 +138,7 @@ describe("mqtt5: subscription identifiers", () => {
 
 describe("mqtt5: subscription identifiers not available", () => {
   let b: TestBroker;
-  before(async () => {
-    b = await startBroker({ subscriptionIdentifiersAvailable: false });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x), { subscriptionIdentifiersAvailable: false });
 
   it("CONNACK says 0 and a SUBSCRIBE with one gets DISCONNECT 0xA1 (§3.2.2.3.12)", async () => {
     const { client, connack } = await connectV5(b.port, "sid-off");

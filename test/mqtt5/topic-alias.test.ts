@@ -4,9 +4,9 @@
  * aliases within the client's own maximum so a repeated topic costs two bytes, and mappings
  * that live and die with one network connection.
  */
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { type TestBroker, useBroker } from "../helpers/broker.ts";
 import { connectV4, connectV5, type Frame, type PacketOf, RawClient } from "../helpers/raw-client.ts";
 import { expectBrokerServes, expectDisconnect, expectLogged, prop, rawPublish, text } from "./util.ts";
 
@@ -22,13 +22,7 @@ const topicLength = (bytes: Uint8Array) => (bytes[2] << 8) | bytes[3];
 
 describe("mqtt5: topic aliases", () => {
   let b: TestBroker;
-  before(async () => {
-    b = await startBroker({ topicAliasMaximum: 3 });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x), { topicAliasMaximum: 3 });
 
   it("CONNACK advertises the configured Topic Alias Maximum (§3.2.2.3.8)", async () => {
     const { client, connack } = await connectV5(b.port, "ta-connack");
@@ -192,13 +186,7 @@ describe("mqtt5: topic aliases", () => {
 
 describe("mqtt5: topic aliases disabled (topicAliasMaximum 0)", () => {
   let b: TestBroker;
-  before(async () => {
-    b = await startBroker({ topicAliasMaximum: 0 });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await b.close();
-  });
+  useBroker((x) => (b = x), { topicAliasMaximum: 0 });
 
   it("CONNACK says 0 and any alias gets DISCONNECT 0x94 [MQTT-3.2.2-18]", async () => {
     const { client, connack } = await connectV5(b.port, "ta-off");

@@ -8,7 +8,8 @@ import { Buffer } from "node:buffer";
 import type { TestBroker } from "../helpers/broker.ts";
 import { connectV5, type PacketOf, type RawClient } from "../helpers/raw-client.ts";
 
-export const text = (p: PacketOf<"publish">) => Buffer.from(p.payload).toString();
+export { payloadText as text } from "../helpers/raw-client.ts";
+import { payloadText as text } from "../helpers/raw-client.ts";
 
 export function varInt(n: number): number[] {
   const out: number[] = [];

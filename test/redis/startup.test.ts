@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { spawnProcess } from "../helpers/system.ts";
 import { freePort } from "../helpers/redis-server.ts";
 import { isBun } from "../helpers/broker.ts";
-import { startBrokerProcess, type BrokerProcess } from "../helpers/broker-process.ts";
+import type { BrokerProcess } from "../helpers/broker-process.ts";
 import { connectV4, RawClient } from "../helpers/raw-client.ts";
 
 const cmd = isBun ? "node_modules/.bin/bun" : "node_modules/.bin/deno";

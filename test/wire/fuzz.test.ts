@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import mqtt from "mqtt-packet";
-import { startBroker, type TestBroker, useBroker } from "../helpers/broker.ts";
+import { type TestBroker, useBroker } from "../helpers/broker.ts";
 import { connectV4, RawClient } from "../helpers/raw-client.ts";
 
 /** Deterministic PRNG (mulberry32) so a failure can be replayed. */

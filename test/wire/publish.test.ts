@@ -8,11 +8,9 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
 import { startBroker, type TestBroker, uniqueIds, useBroker } from "../helpers/broker.ts";
-import { connectV3, connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
+import { connectV3, connectV4, connectV5, type PacketOf, RawClient, connectVersion as connect, payloadText as text } from "../helpers/raw-client.ts";
 
 type Version = 4 | 5;
-const connect = (v: Version, port: number, id: string, opts = {}) =>
-  v === 5 ? connectV5(port, id, opts) : connectV4(port, id, opts);
 
 /** A publish frame as sent by mqtt-packet (payload as Buffer). */
 function pub(topic: string, payload: string | Uint8Array, qos: 0 | 1 | 2, messageId?: number, extra = {}) {
@@ -28,7 +26,6 @@ function pub(topic: string, payload: string | Uint8Array, qos: 0 | 1 | 2, messag
   };
 }
 
-const text = (p: PacketOf<"publish">) => Buffer.from(p.payload).toString();
 
 function countPublishes(c: RawClient): number {
   return c.unread.filter((f) => f.packet?.cmd === "publish").length;

@@ -8,34 +8,13 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { ManualClock } from "../../src/clock.ts";
 import { startBroker, type TestBroker, uniqueIds, useBroker } from "../helpers/broker.ts";
-import { connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
+import { connectV4, connectV5, RawClient, connectVersion as connect, payloadText as text, drainPublishes as drain } from "../helpers/raw-client.ts";
 
 /** Real sockets and processes: more than bun test's 5 s default on a loaded machine. */
 const SLOW = { timeout: 30_000 };
 
 type Version = 4 | 5;
-const connect = (v: Version, port: number, id: string, opts = {}) =>
-  v === 5 ? connectV5(port, id, opts) : connectV4(port, id, opts);
 
-const text = (p: PacketOf<"publish">) => Buffer.from(p.payload).toString();
-
-/** Every PUBLISH arriving within `ms`, QoS 1 acknowledged. */
-async function drain(c: RawClient, ms = 200): Promise<PacketOf<"publish">[]> {
-  const out: PacketOf<"publish">[] = [];
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) return out;
-    try {
-      const p = await c.waitForPacket("publish", () => true, left);
-      out.push(p);
-      if (p.qos === 1) c.sendPacket({ cmd: "puback", messageId: p.messageId });
-      if (p.qos === 2) c.sendPacket({ cmd: "pubrec", messageId: p.messageId });
-    } catch {
-      return out;
-    }
-  }
-}
 
 describe("retained messages", () => {
   let b: TestBroker;

@@ -6,9 +6,8 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { startBroker, type TestBroker } from "../helpers/broker.ts";
-import { connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
+import { connectV4, connectV5, type PacketOf, RawClient, payloadText as text } from "../helpers/raw-client.ts";
 import { ManualClock } from "../../src/clock.ts";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
 
@@ -28,7 +27,6 @@ function offline(b: TestBroker, id: string): Promise<void> {
   }, `session ${id} to be detached`);
 }
 
-const text = (p: PacketOf<"publish">) => Buffer.from(p.payload).toString();
 
 async function receive(c: RawClient, n: number): Promise<PacketOf<"publish">[]> {
   const out: PacketOf<"publish">[] = [];

@@ -5,34 +5,11 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { startBroker, type TestBroker, uniqueIds, useBroker } from "../helpers/broker.ts";
-import { connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
+import { connectV4, connectV5, type PacketOf, RawClient, connectVersion as connect, payloadText as text, drainPublishes as drain } from "../helpers/raw-client.ts";
 
 type Version = 4 | 5;
-const connect = (v: Version, port: number, id: string, opts = {}) =>
-  v === 5 ? connectV5(port, id, opts) : connectV4(port, id, opts);
 
-const text = (p: PacketOf<"publish">) => Buffer.from(p.payload).toString();
-
-/** Every PUBLISH that arrives within `ms` (acks QoS 1; QoS 2 is PUBREC'd). */
-async function drain(c: RawClient, ms = 200): Promise<PacketOf<"publish">[]> {
-  const out: PacketOf<"publish">[] = [];
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) return out;
-    let p: PacketOf<"publish">;
-    try {
-      p = await c.waitForPacket("publish", () => true, left);
-    } catch {
-      return out;
-    }
-    out.push(p);
-    if (p.qos === 1) c.sendPacket({ cmd: "puback", messageId: p.messageId });
-    if (p.qos === 2) c.sendPacket({ cmd: "pubrec", messageId: p.messageId });
-  }
-}
 
 describe("SUBSCRIBE and UNSUBSCRIBE", () => {
   let b: TestBroker;

@@ -8,10 +8,9 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { startBroker, type TestBroker } from "../helpers/broker.ts";
-import { connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
+import { connectV4, connectV5, type PacketOf, RawClient, payloadText as text } from "../helpers/raw-client.ts";
 import { ManualClock } from "../../src/clock.ts";
 
-const text = (p: PacketOf<"publish">) => Buffer.from(p.payload).toString();
 
 function will(topic: string, payload: string, qos: 0 | 1 | 2 = 0, retain = false, properties?: Record<string, unknown>) {
   return { will: { topic, payload: Buffer.from(payload), qos, retain, properties } };
