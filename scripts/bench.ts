@@ -81,15 +81,9 @@ async function runOne(cfg: BenchConfig, sc: Scenario, kind: BrokerKind, repeat: 
       runTimeoutMs(cfg),
       `${sc.name} on ${kind.name}`,
     );
-    rec.values = o.values;
-    rec.verification = o.verification;
-    rec.brokerCpuPct = o.brokerCpuPct;
-    rec.genCpuPct = o.genCpuPct;
-    rec.otherCpuPct = o.otherCpuPct;
-    rec.helperCpuPct = o.helperCpuPct;
-    rec.brokerRssKb = o.brokerRssKb;
-    rec.notes.push(...o.notes);
-    rec.detail = o.detail;
+    const { notes, ...measured } = o;
+    Object.assign(rec, measured);
+    rec.notes.push(...notes);
     if (!b.alive()) rec.error = `broker ${b.exitReason()}`;
     if (o.genCpuPct !== undefined && o.genCpuPct > GENERATOR_BOUND_PCT) {
       rec.notes.push(`load generator at ${o.genCpuPct.toFixed(0)} % CPU: the result may be limited by the generator`);

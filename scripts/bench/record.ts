@@ -1,7 +1,7 @@
 /** What one benchmark run leaves behind (also the shape of the JSON output). */
-import { type Verification } from "./scenarios.ts";
+import { type Measured } from "./scenarios.ts";
 
-export interface RunRecord {
+export interface RunRecord extends Measured {
   scenario: string;
   broker: string;
   /** 1-based repeat number. */
@@ -9,14 +9,6 @@ export interface RunRecord {
   startedAt: string;
   seconds: number;
   values?: number[];
-  verification?: Verification;
-  brokerCpuPct?: number;
-  genCpuPct?: number;
-  /** CPU used by other processes on the machine during the measured window. */
-  otherCpuPct?: number;
-  /** CPU of helper processes (Redis) during the measured window. */
-  helperCpuPct?: number;
-  brokerRssKb?: number;
   brokerPid?: number;
   /** Other processes used more than the threshold of CPU while this run was measured. */
   busy?: boolean;

@@ -31,15 +31,21 @@ export interface Verification {
   strict: boolean;
 }
 
-export interface Outcome {
-  /** Same order as the scenario's `metrics`. */
-  values: number[];
+/** What a run measured beside its values (kept as is in the RunRecord). */
+export interface Measured {
   verification?: Verification;
   brokerCpuPct?: number;
   genCpuPct?: number;
+  /** CPU used by other processes on the machine during the measured window. */
   otherCpuPct?: number;
+  /** CPU of helper processes (Redis) during the measured window. */
   helperCpuPct?: number;
   brokerRssKb?: number;
+}
+
+export interface Outcome extends Measured {
+  /** Same order as the scenario's `metrics`. */
+  values: number[];
   notes: string[];
   detail: unknown;
 }
