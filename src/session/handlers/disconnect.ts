@@ -22,6 +22,5 @@ export function handleDisconnect(c: Client, p: DisconnectPacket): void {
   // whose will is published too [MQTT-3.1.2-8]. A 3.1.1 DISCONNECT always discards it
   // [MQTT-3.1.2-10].
   const withWill = c.version === 5 && (p.reasonCode ?? 0) !== RC.SUCCESS;
-  if (!withWill) c.will = undefined;
   c.shutdown(withWill, "client disconnected");
 }
