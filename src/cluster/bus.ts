@@ -4,7 +4,7 @@
  * matching subscription, route deltas, takeover requests and heartbeats. The broker calls
  * `forward` after local routing; remote messages come back through `onMessage` into the router.
  */
-import type { StoredMessage } from "../persistence/persistence.ts";
+import type { StoredMessage } from "../message.ts";
 
 export interface ClusterBus {
   readonly nodeId: string;

@@ -4,7 +4,7 @@
  * must happen once per distinct wire form and be shared by every subscriber (the packet id
  * is patched into a copy afterwards, see patchPacketId).
  */
-import type { MessageProperties, QoS } from "../persistence/persistence.ts";
+import type { MessageProperties, QoS } from "../message.ts";
 import { MqttError, RC } from "./reason-codes.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });

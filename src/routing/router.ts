@@ -12,7 +12,7 @@
  * A cluster bus later feeds remote publishes into route() and reads the filter set to build
  * its node route table; nothing here knows about sockets or persistence.
  */
-import type { QoS, StoredMessage, StoredSubscription } from "../persistence/persistence.ts";
+import type { QoS, StoredMessage, StoredSubscription } from "../message.ts";
 import { type Member, SharedGroup } from "./shared.ts";
 import { parseShared } from "./topic.ts";
 import { TopicTrie } from "./topic-trie.ts";

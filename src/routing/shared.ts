@@ -27,7 +27,7 @@
  * The mark saying which group a queued delivery came from (OutgoingEntry.share) lives in memory;
  * after a broker restart the restored entries stay with the session that holds them.
  */
-import type { QoS, StoredMessage, StoredSubscription } from "../persistence/persistence.ts";
+import type { QoS, StoredMessage, StoredSubscription } from "../message.ts";
 
 /** What a group needs of a member session (the router's Subscriber). */
 export interface Member {

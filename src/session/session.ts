@@ -6,7 +6,7 @@
  * Every change of a persistent session is mirrored to the Persistence seam; the promise a
  * delivery returns is what the publisher's PUBACK/PUBREC waits for.
  */
-import type { OutgoingEntry, StoredMessage, StoredSubscription, StoredWill } from "../persistence/persistence.ts";
+import type { OutgoingEntry, StoredMessage, StoredSubscription, StoredWill } from "../message.ts";
 import type { DeliveryOptions, Subscriber } from "../routing/router.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Client } from "./client.ts";

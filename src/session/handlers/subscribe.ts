@@ -5,7 +5,7 @@
 import type { SubscribePacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
 import { parseShared, topicFilterError } from "../../routing/topic.ts";
-import type { QoS, StoredSubscription } from "../../persistence/persistence.ts";
+import type { QoS, StoredSubscription } from "../../message.ts";
 import type { Client } from "../client.ts";
 
 export async function handleSubscribe(c: Client, p: SubscribePacket): Promise<void> {
