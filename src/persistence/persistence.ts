@@ -78,6 +78,25 @@ export interface Persistence {
   matchRetained(filter: string): Promise<StoredMessage[]>;
   retainedCount(): Promise<number>;
 
+  // --- cluster ownership (optional: a backend shared by several nodes) ----------------------
+  /**
+   * The ownership token this node holds for a client id (undefined: none). Every later write of
+   * that session's state presents it, and is refused with a FencedError when another node has
+   * taken the session over since (its token replaced this one). With `ifCurrent`, the change
+   * is made only while the known token is still that one.
+   */
+  fence?(clientId: string, token: string | undefined, ifCurrent?: string): void;
+  /** Resolves once every write issued before it is applied (ordering point for a hand-over). */
+  barrier?(): Promise<void>;
+
   /** Release connections/timers. */
   close(): Promise<void>;
+}
+
+/** A write refused because another node owns the session now (see Persistence.fence). */
+export class FencedError extends Error {
+  constructor(readonly clientId: string) {
+    super(`session ${clientId} is owned by another node now`);
+    this.name = "FencedError";
+  }
 }

@@ -75,8 +75,12 @@ export class SharedGroup<M extends Member = Member> {
     return true;
   }
 
+  has(clientId: string): boolean {
+    return this.members.has(clientId);
+  }
+
   /** The member for the next message of this QoS, or undefined (see the header for the order). */
-  pick(qos: QoS, except?: string, onlineOnly = false): MemberEntry<M> | undefined {
+  pick(qos: QoS, except?: string, onlineOnly = false, only?: (clientId: string) => boolean): MemberEntry<M> | undefined {
     const list = this.list;
     const n = list.length;
     let busy: MemberEntry<M> | undefined;
@@ -86,6 +90,7 @@ export class SharedGroup<M extends Member = Member> {
       const at = (this.rr + i) % n;
       const e = list[at];
       if (e.sub.clientId === except) continue;
+      if (only !== undefined && !only(e.sub.clientId)) continue;
       if (e.sub.readyForMore()) {
         this.rr = (at + 1) % n;
         return e;
