@@ -101,7 +101,11 @@ export class SessionRegistry {
       for (let round = 0; round < 4; round++) {
         const owner = await this.bus.owner(clientId);
         if (owner === undefined || owner.node === this.bus.nodeId) return await this.attachHere(clientId, clean);
-        if (this.bus.isLive(owner.node)) return await this.takeFrom(owner, clientId, clean);
+        if (this.bus.isLive(owner.node)) {
+          const r = await this.takeFrom(owner, clientId, clean);
+          if (r) return r;
+          continue; // the owner turned out dead: its sessions are adopted first
+        }
         await this.untilReaped(clientId, owner);
       }
       throw new MqttError(RC.SERVER_UNAVAILABLE, "the session's owner could not be settled");
@@ -195,15 +199,19 @@ export class SessionRegistry {
     const deadline = this.b.clock.now() + this.b.config.nodeLeaseMs * 4 + 5000;
     this.b.log.info("waiting for a dead node's sessions to be adopted", { clientId, node: owner.node });
     while (this.b.clock.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
+      await this.bus.suspect(owner.node);
       const now = await this.bus.owner(clientId);
       if (now?.token !== owner.token) return;
+      await new Promise((r) => setTimeout(r, 50));
     }
     throw new MqttError(RC.SERVER_UNAVAILABLE, `node ${owner.node} is gone and its sessions are not adopted yet`);
   }
 
-  /** The owner is another live node: kick, route here, release, claim, load (see the header). */
-  private async takeFrom(owner: Owner, clientId: string, clean: boolean): Promise<Attached> {
+  /**
+   * The owner is another live node: kick, route here, release, claim, load (see the header).
+   * Undefined when the owner did not answer and turned out dead (adopt first, then retry).
+   */
+  private async takeFrom(owner: Owner, clientId: string, clean: boolean): Promise<Attached | undefined> {
     const b = this.b;
     const ask = (op: Request["op"]) =>
       this.bus.request(owner.node, { op, clientId, by: this.bus.nodeId }, b.config.takeoverTimeoutMs).then(
@@ -215,6 +223,7 @@ export class SessionRegistry {
       );
     b.log.info("session taken over from another node", { clientId, from: owner.node });
     const kicked = await ask("kick");
+    if (!kicked && await this.bus.suspect(owner.node)) return undefined;
     let held: Session | undefined;
     if (!clean && kicked) {
       const subs = await b.persistence.subscriptions(clientId);

@@ -82,6 +82,11 @@ export interface ClusterBus {
   /** Live nodes other than this one (as of the last lease check). */
   peers(): string[];
   isLive(node: string): boolean;
+  /**
+   * Check a node's lease now; if it lapsed, start reaping it at once (a client of it is
+   * reconnecting elsewhere). Resolves with whether the node is dead.
+   */
+  suspect(node: string): Promise<boolean>;
 
   /** Change this node's routes; resolves once every live node applied the change (bounded). */
   routes(added: string[], removed: string[]): Promise<void>;
@@ -125,6 +130,9 @@ export class LocalBus implements ClusterBus {
   }
   isLive(node: string): boolean {
     return node === this.nodeId;
+  }
+  suspect(): Promise<boolean> {
+    return Promise.resolve(false);
   }
   async routes(): Promise<void> {}
   async resetRoutes(): Promise<void> {}
