@@ -197,11 +197,14 @@ export class SessionRegistry {
   /** The owner is dead: wait (bounded) until a survivor has adopted its sessions. */
   private async untilReaped(clientId: string, owner: Owner): Promise<void> {
     const deadline = this.b.clock.now() + this.b.config.nodeLeaseMs * 4 + 5000;
-    this.b.log.info("waiting for a dead node's sessions to be adopted", { clientId, node: owner.node });
+    let logged = false;
     while (this.b.clock.now() < deadline) {
-      await this.bus.suspect(owner.node);
+      // alive after all (it joined after this node last looked): take over from it instead
+      if (!(await this.bus.suspect(owner.node))) return;
       const now = await this.bus.owner(clientId);
       if (now?.token !== owner.token) return;
+      if (!logged) this.b.log.info("waiting for a dead node's sessions to be adopted", { clientId, node: owner.node });
+      logged = true;
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new MqttError(RC.SERVER_UNAVAILABLE, `node ${owner.node} is gone and its sessions are not adopted yet`);
@@ -285,8 +288,15 @@ export class SessionRegistry {
   }
   /** Answer another node's request about a session this node holds. */
   async onRequest(from: string, req: Request): Promise<void> {
-    const s = this.map.get(req.clientId);
+    let s = this.map.get(req.clientId);
     if (!s) return;
+    if (s.holding) {
+      // still being adopted here (a dead node's inbox is being drained into it): finish first,
+      // so that what it holds is stored before another node loads it
+      await s.ready();
+      s = this.map.get(req.clientId);
+      if (!s) return;
+    }
     if (s.client) {
       // [MQTT-3.1.4-3] the connection on the other node wins; MQTT 5 gets DISCONNECT 0x8E
       this.b.log.info("session taken over by another node", { clientId: req.clientId, by: from });

@@ -90,15 +90,30 @@ async function serve(conn: Deno.Conn, acceptor: Acceptor) {
   events.close(err);
 }
 
+/**
+ * Accept until the listener is closed. A failed accept (a connection reset while it waited in
+ * the backlog, as a load balancer's probe does; EMFILE) must not stop the listener: it is
+ * skipped, with a short pause when descriptors run out.
+ */
+async function acceptLoop(listener: Deno.Listener, acceptor: Acceptor): Promise<void> {
+  for (;;) {
+    let conn: Deno.Conn;
+    try {
+      conn = await listener.accept();
+    } catch (e) {
+      if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return; // closed
+      await new Promise((r) => setTimeout(r, /too many open files|EMFILE/i.test(String(e)) ? 100 : 0));
+      continue;
+    }
+    void serve(conn, acceptor);
+  }
+}
+
 export async function listenTcp(acceptor: Acceptor, opts: ListenOptions & { tls?: { cert: string; key: string } }): Promise<Listener> {
   const listener = opts.tls
     ? Deno.listenTls({ hostname: opts.host, port: opts.port, cert: opts.tls.cert, key: opts.tls.key })
     : Deno.listen({ hostname: opts.host, port: opts.port });
-  (async () => {
-    try {
-      for await (const conn of listener) void serve(conn, acceptor);
-    } catch { /* listener closed */ }
-  })();
+  void acceptLoop(listener, acceptor);
   return {
     host: opts.host,
     port: (listener.addr as Deno.NetAddr).port,

@@ -250,7 +250,6 @@ export class RedisBus implements ClusterBus {
       this.log.warn("node declared dead; adopting its sessions", { node, reaper: this.nodeId });
       const ids = await this.handler.reap(node);
       await this.bury(node);
-      this.handler.buried(node);
       this.leaving.delete(node);
       this.log.info("dead node's sessions adopted and its inbox drained", { node, sessions: ids.length, ms: Date.now() - t0 });
     } catch (e) {
@@ -266,21 +265,24 @@ export class RedisBus implements ClusterBus {
     this.handler.nodeGone(node);
     this.known.delete(node);
     await this.awaitAcks(id, peers);
-    // no node sends to it any more: what its inbox holds past its cursor goes to the adopted sessions
+    // no node sends to it any more: what its inbox holds past its cursor goes to the adopted
+    // sessions (held there behind it until released: the deliveries settle after that)
     let pos = (await this.cmd.get(this.k.cursor(node))) ?? "0-0";
+    const work: Promise<unknown>[] = [];
     for (;;) {
       const entries = await this.cmd.xrangeBuffer(this.k.inbox(node), "(" + pos, "+", "COUNT", READ_COUNT) as
         unknown as Array<[Buffer, Buffer[]]>;
       if (entries.length === 0) break;
-      const work: Promise<unknown>[] = [];
       for (const [idb, fields] of entries) {
         pos = idb.toString();
         if (field(fields, "k")?.toString() !== "f") continue;
         const r = this.handler.forwards(decodeForwards(field(fields, "d")!), field(fields, "s")!.toString(), node);
         if (r) work.push(r);
       }
-      await Promise.allSettled(work);
     }
+    this.handler.buried(node);
+    // the inbox goes only once what it held is stored with the sessions
+    await Promise.allSettled(work);
     await this.s.remove(this.k.nodes, this.k.inbox(node), this.k.cursor(node), this.k.owned(node), this.k.reap(node), node);
     this.leases.delete(node);
   }

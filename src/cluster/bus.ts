@@ -112,7 +112,10 @@ export interface ClusterBus {
   disown(clientId: string, token: string): Promise<void>;
   /** Client ids a node owns (a superset: some may have moved on). */
   owned(node: string): Promise<string[]>;
-  /** After reaping: drop a dead node's routes everywhere, drain its inbox, delete its keys. */
+  /**
+   * After reaping: drop a dead node's routes everywhere, drain its inbox into the handler,
+   * tell it `buried`, and delete the node's keys once the drained messages are stored.
+   */
   bury(node: string): Promise<void>;
 
   /** Leave: the lease ends now so that survivors adopt this node's sessions at once. */

@@ -61,7 +61,7 @@ export class Session implements Subscriber {
    * from a dead one) deliveries wait here, in order; those drained from a dead node's inbox
    * (older) apart from the rest. See hold() / unhold().
    */
-  private held: { old: Held[]; fresh: Held[] } | undefined;
+  private held: { old: Held[]; fresh: Held[]; ready: Promise<void>; done: () => void } | undefined;
 
   constructor(readonly clientId: string, private readonly ctx: BrokerContext) {}
 
@@ -113,11 +113,19 @@ export class Session implements Subscriber {
 
   /** Hold deliveries until unhold() (the session's state is still being loaded). */
   hold(): void {
-    this.held ??= { old: [], fresh: [] };
+    if (this.held) return;
+    let done!: () => void;
+    const ready = new Promise<void>((r) => (done = r));
+    this.held = { old: [], fresh: [], ready, done };
   }
 
   get holding(): boolean {
     return this.held !== undefined;
+  }
+
+  /** Resolves once the session is set up (unhold), at once when it is not held. */
+  ready(): Promise<void> {
+    return this.held?.ready ?? Promise.resolve();
   }
 
   /**
@@ -146,6 +154,7 @@ export class Session implements Subscriber {
         }
       }
     }
+    h.done();
   }
 
   /** Route entry point: one message for this session. */

@@ -107,6 +107,23 @@ export class TestCluster {
     return this.nodes[i]?.proc.lines ?? [];
   }
 
+  /** Keys under this cluster's prefix matching a pattern (the part after the prefix). */
+  async keys(pattern: string): Promise<string[]> {
+    const out: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}${pattern}`, "COUNT", 1000);
+      cursor = next;
+      out.push(...keys.map((k) => k.slice(this.prefix.length)));
+    } while (cursor !== "0");
+    return out;
+  }
+
+  /** The cluster's Redis (for assertions on what it holds). */
+  get store(): Redis {
+    return this.redis;
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.nodes.map((b) => b?.stop()));
     await this.haproxy?.kill();
