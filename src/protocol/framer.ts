@@ -2,12 +2,12 @@
  * Splits a byte stream into MQTT frames by the fixed header's Remaining Length.
  *
  * A frame that arrives whole is handed on as a view of the read buffer: no copy. A frame split
- * over several reads is assembled in one buffer that doubles as bytes come in, never beyond
- * the size its fixed header announced. So each byte is copied a bounded number of times
- * (at most about three: once in, and the doublings add up to less than the frame), however
- * small the reads are, where copying everything held on every read was quadratic (a 16 MiB
- * packet in 2 KiB writes). And an announcement alone allocates nothing: the memory held
- * follows the bytes actually received. A frame whose announced size is over the limit is
+ * over several reads is assembled in one buffer that doubles as bytes come in, up to the size
+ * its fixed header announced (taken whole once more than half of it would be reserved). So
+ * each byte is copied at most about twice (once in; the doublings add up to less than the
+ * frame), however small the reads, where copying everything held on every read was quadratic
+ * (a 16 MiB packet in 2 KiB writes). And an announcement alone allocates nothing: the memory
+ * held stays within four times the bytes actually received. A frame whose announced size is over the limit is
  * refused from its fixed header (0x95 Packet too large), before anything of it is held.
  */
 import { MqttError, RC } from "./reason-codes.ts";
@@ -103,6 +103,8 @@ export class Framer {
       const c = b[p + i];
       len += (c & 127) * mul;
       if ((c & 128) === 0) {
+        // [MQTT-1.5.5-1] the shortest encoding: a last byte of 0 after others adds nothing
+        if (c === 0 && i > 1) throw new MqttError(RC.MALFORMED_PACKET, "remaining length not in its shortest form");
         headerLen = i + 1;
         const total = headerLen + len;
         if (total > this.maxPacketSize) {
@@ -123,7 +125,9 @@ export class Framer {
     let buf = this.held;
     if (buf === undefined || buf.length < need) {
       let cap = Math.max(need, (buf ? buf.length : k) * 2, 256);
-      if (this.size > 0 && cap > this.size) cap = this.size; // need <= size: only the frame is held
+      // once past half the frame, take the whole frame: one copy fewer, and more than a
+      // quarter of it has arrived (need <= size: only the frame is held)
+      if (this.size > 0 && cap * 2 > this.size) cap = this.size;
       const next = new Uint8Array(cap);
       if (buf !== undefined && this.len > 0) {
         next.set(buf.subarray(0, this.len));

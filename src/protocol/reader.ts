@@ -51,7 +51,10 @@ export function readVarInt(b: Uint8Array, p: number, end = b.length): [number, n
     if (p + n >= end) malformed("truncated variable byte integer");
     const c = b[p + n++];
     v += (c & 127) * mul;
-    if ((c & 128) === 0) return [v, n];
+    if ((c & 128) === 0) {
+      if (c === 0 && n > 1) malformed("variable byte integer not in its shortest form"); // [MQTT-1.5.5-1]
+      return [v, n];
+    }
     mul *= 128;
     if (n === 4) malformed("variable byte integer longer than 4 bytes");
   }
