@@ -42,9 +42,11 @@ export function decodeAck(frame: Uint8Array, bodyStart: number, version: number,
   return { cmd, messageId, reasonCode, properties };
 }
 
+const PINGREQ: PingreqPacket = Object.freeze({ cmd: "pingreq" });
+
 export function decodePingreq(frame: Uint8Array, bodyStart: number): PingreqPacket {
   if (frame.length !== bodyStart) malformed(`PINGREQ with a Remaining Length of ${frame.length - bodyStart}, not 0`);
-  return { cmd: "pingreq" };
+  return PINGREQ; // nothing to carry: one shared object
 }
 
 export function decodeDisconnect(frame: Uint8Array, bodyStart: number, version: number): DisconnectPacket {
