@@ -6,15 +6,8 @@
  * One small object per socket (it is the socket's `data` too): idle connections are cheap.
  * close() lingers (see LINGER_MS): FIN first, input discarded until the peer closes too.
  */
-import {
-  type Acceptor,
-  type Connection,
-  type ConnectionEvents,
-  LINGER_BYTES,
-  LINGER_MS,
-  type Listener,
-  type ListenOptions,
-} from "../../src/transport.ts";
+import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions } from "../../src/transport.ts";
+import { LINGER_BYTES, LINGER_MS } from "../../src/transport.ts";
 
 class BunConnection implements Connection {
   events!: ConnectionEvents;

@@ -5,15 +5,8 @@
  * exact. close() lingers (see LINGER_MS): closeWrite() first, then the read loop discards input
  * until the peer closes too or the time is up.
  */
-import {
-  type Acceptor,
-  type Connection,
-  type ConnectionEvents,
-  LINGER_BYTES,
-  LINGER_MS,
-  type Listener,
-  type ListenOptions,
-} from "../../src/transport.ts";
+import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions } from "../../src/transport.ts";
+import { LINGER_BYTES, LINGER_MS } from "../../src/transport.ts";
 
 class DenoConnection implements Connection {
   remote: { address?: string; port?: number };
