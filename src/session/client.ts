@@ -47,8 +47,9 @@ export class Client implements ConnectionEvents {
   session: Session | undefined;
   keepaliveMs = 0;
   /**
-   * Until CONNECT is accepted: when the connection was accepted (the CONNECT deadline counts
-   * from there, however the bytes trickle in). Then: the last socket read (keepalive).
+   * Until a whole CONNECT has arrived: when the connection was accepted (the CONNECT deadline
+   * counts from there, however the bytes trickle in); then when it arrived; once it is
+   * accepted: the last socket read (keepalive).
    */
   lastSeen: number;
   /** Outgoing window: min(client Receive Maximum, broker maxInflight). */
@@ -140,7 +141,9 @@ export class Client implements ConnectionEvents {
       this.framer.push(bytes, this);
     } catch (e) {
       if (first && e instanceof MqttError && e.code === RC.PACKET_TOO_LARGE && leadingConnectLevel(bytes) === 5) {
-        this.version = 5; // an oversized MQTT 5 CONNECT is answered with CONNACK 0x95 [MQTT-4.13.1-1]
+        // an oversized MQTT 5 CONNECT is answered with CONNACK 0x95 [MQTT-4.13.1-1] when its
+        // protocol level came with its fixed header; a header alone cannot tell: just closed
+        this.version = 5;
       }
       this.fail(e);
     }
@@ -162,6 +165,8 @@ export class Client implements ConnectionEvents {
         throw new MqttError(RC.UNSUPPORTED_PROTOCOL_VERSION, `unsupported protocol level ${level}`);
       }
       this.version = level;
+      // the whole CONNECT is here: its handling (a session load) gets the timeout afresh
+      this.lastSeen = this.ctx.clock.now();
     } else if (type === 1) {
       throw new MqttError(RC.PROTOCOL_ERROR, "second CONNECT on one connection"); // [MQTT-3.1.0-2]
     }
