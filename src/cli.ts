@@ -33,6 +33,8 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   serverReference: "redirect every client to this server (MQTT 5 0x9C/0x9D)",
   serverMoved: "with --server-reference: 0x9D server moved instead of 0x9C",
   logLevel: "debug, info, warn, error or silent",
+  nodeLeaseMs: "cluster: ms after which a silent node is dead and its sessions and wills move",
+  takeoverTimeoutMs: "cluster: ms to wait for the old node when a client id moves",
 };
 
 export function helpText(): string {

@@ -46,6 +46,10 @@ export interface Config {
   /** With serverReference: true = 0x9D Server moved (permanent), false = 0x9C Use another server. */
   serverMoved: boolean;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
+  /** Cluster: a node whose lease (renewed every third of it) lapsed this long is dead. */
+  nodeLeaseMs: number;
+  /** Cluster: how long a takeover waits for the old owner node's answer. */
+  takeoverTimeoutMs: number;
 }
 
 export const defaults: Config = {
@@ -74,6 +78,8 @@ export const defaults: Config = {
   serverReference: "",
   serverMoved: false,
   logLevel: "info",
+  nodeLeaseMs: 3000,
+  takeoverTimeoutMs: 2000,
 };
 
 export class ConfigError extends Error {
@@ -114,6 +120,8 @@ export const rules: Record<keyof Config, Rule> = {
   serverReference: { kind: "string" },
   serverMoved: { kind: "bool" },
   logLevel: { kind: "enum", values: ["debug", "info", "warn", "error", "silent"] },
+  nodeLeaseMs: { kind: "int", min: 300, max: 600_000 },
+  takeoverTimeoutMs: { kind: "int", min: 100, max: 60_000 },
 };
 
 /**

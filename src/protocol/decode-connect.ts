@@ -5,7 +5,7 @@
  * meaning of a value (protocol name against level, Receive Maximum 0, ...) are in
  * session/handlers/connect.ts.
  */
-import type { QoS } from "../persistence/persistence.ts";
+import type { QoS } from "../message.ts";
 import type { ConnectPacket, ConnectProperties, ConnectWill, WillProperties } from "./packets.ts";
 import { ALLOWED, readProperties } from "./properties.ts";
 import { Cursor, malformed } from "./reader.ts";

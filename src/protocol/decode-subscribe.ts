@@ -5,7 +5,7 @@
  * filter in the handler (SUBACK 0x8F / 0x80). An empty list of filters is left to the handler
  * too (a protocol error, [MQTT-3.8.3-2] [MQTT-3.10.3-2]).
  */
-import type { QoS } from "../persistence/persistence.ts";
+import type { QoS } from "../message.ts";
 import type { SubscribePacket, Subscription, UnsubscribePacket } from "./packets.ts";
 import { ALLOWED, readProperties } from "./properties.ts";
 import { Cursor, malformed, protocolError } from "./reader.ts";

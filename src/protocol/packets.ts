@@ -2,7 +2,7 @@
  * The packets a client sends, as the decoders (decode-*.ts, publish-codec.ts) hand them to the
  * session handlers. Server-to-client packets are encoded from mqtt-packet's types (codec.ts).
  */
-import type { MessageProperties, QoS } from "../persistence/persistence.ts";
+import type { MessageProperties, QoS } from "../message.ts";
 import type { PublishPacket } from "./publish-codec.ts";
 import type { UserProperties } from "./properties.ts";
 

@@ -3,7 +3,7 @@
  * dominates traffic and because encoding must happen once per distinct wire form and be shared
  * by every subscriber (the packet id is patched into a copy afterwards, see withPacketId).
  */
-import type { MessageProperties, QoS } from "../persistence/persistence.ts";
+import type { MessageProperties, QoS } from "../message.ts";
 import { MqttError, RC } from "./reason-codes.ts";
 import { readUtf8, readVarInt } from "./reader.ts";
 

@@ -12,7 +12,7 @@ import type { Connection, ConnectionEvents } from "../transport.ts";
 import { connectProtocolLevel, decode, encode, Framer, type OutPacket, PINGRESP } from "../protocol/codec.ts";
 import { encodePublish, reuseWire, type PublishProperties, withPacketId } from "../protocol/publish-codec.ts";
 import { connackCodeV3, MqttError, RC } from "../protocol/reason-codes.ts";
-import type { QoS, StoredMessage, StoredWill } from "../persistence/persistence.ts";
+import type { QoS, StoredMessage, StoredWill } from "../message.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Session } from "./session.ts";
 import { dispatch } from "./handlers/index.ts";

@@ -6,7 +6,7 @@
 import type { ConnectPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
 import { topicNameError } from "../../routing/topic.ts";
-import type { StoredWill } from "../../persistence/persistence.ts";
+import type { StoredWill } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { NEVER_EXPIRES } from "../session.ts";
 import { OutAliases } from "../topic-alias.ts";

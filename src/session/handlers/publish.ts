@@ -5,7 +5,7 @@
 import type { PublishPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
 import { topicNameError } from "../../routing/topic.ts";
-import type { StoredMessage } from "../../persistence/persistence.ts";
+import type { StoredMessage } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { resolveInbound } from "../topic-alias.ts";
 
