@@ -16,6 +16,7 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   redisPrefix: "key prefix in Redis (several brokers or tests can share one Redis)",
   connectTimeoutMs: "ms a connection may take to send CONNECT",
   maxPacketSize: "largest packet accepted, bytes",
+  maxConnectSize: "largest CONNECT accepted, bytes (capped by --max-packet-size)",
   maxQueuedMessages: "QoS 1/2 messages queued per session behind its inflight window",
   maxInflight: "QoS 1/2 messages in flight per client",
   receiveMaximum: "QoS 1/2 publishes a client may leave unacknowledged (MQTT 5)",

@@ -15,6 +15,11 @@ export interface Config {
   connectTimeoutMs: number;
   /** Largest packet accepted (bytes, whole packet) — MQTT 5 Maximum Packet Size. */
   maxPacketSize: number;
+  /**
+   * Largest CONNECT accepted (bytes, whole packet), checked from its fixed header before
+   * anything else; capped by maxPacketSize. Later packets may be up to maxPacketSize.
+   */
+  maxConnectSize: number;
   /** Bounded offline/outgoing queue per session (QoS 1/2 messages). */
   maxQueuedMessages: number;
   /** Outgoing QoS 1/2 messages in flight per client (capped by the client's Receive Maximum). */
@@ -56,6 +61,7 @@ export const defaults: Config = {
   redisPrefix: "colibri:",
   connectTimeoutMs: 10_000,
   maxPacketSize: 16 * 1024 * 1024,
+  maxConnectSize: 64 * 1024,
   maxQueuedMessages: 1000,
   maxInflight: 1024,
   receiveMaximum: 1024,
@@ -97,6 +103,7 @@ export const rules: Record<keyof Config, Rule> = {
   redisPrefix: { kind: "string" },
   connectTimeoutMs: { kind: "int", min: 100, max: 3_600_000 },
   maxPacketSize: { kind: "int", min: 64, max: 268_435_460 },
+  maxConnectSize: { kind: "int", min: 64, max: 268_435_460 },
   maxQueuedMessages: { kind: "int", min: 0, max: 10_000_000 },
   maxInflight: { kind: "int", min: 1, max: 65535 },
   receiveMaximum: { kind: "int", min: 1, max: 65535 },

@@ -8,13 +8,14 @@ export type QoS = 0 | 1 | 2;
 
 /** MQTT 5 publish properties that travel with a message untouched. */
 export interface MessageProperties {
-  payloadFormatIndicator?: boolean;
+  /** As sent (a Byte): 1 = UTF-8 payload, 0 = unspecified, other values forwarded unchanged. */
+  payloadFormatIndicator?: number;
   contentType?: string;
   responseTopic?: string;
   correlationData?: Uint8Array;
   /**
    * In the order received (an array of pairs keeps names interleaved as they came
-   * [MQTT-3.3.2-18]); the record form is what mqtt-packet gives for wills.
+   * [MQTT-3.3.2-18]); the record form is how wills stored by earlier versions hold them.
    */
   userProperties?: Record<string, string | string[]> | Array<[string, string]>;
 }

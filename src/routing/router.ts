@@ -3,9 +3,14 @@
  * subscription identifiers each one gets. Matches are cached per topic and the cache is
  * dropped whenever the subscription table changes (subscribe storms simply run uncached).
  *
- * Overlapping subscriptions of one client are delivered once [MQTT-3.3.4-2 / 3.1.1 §3.3.5]:
- * at the highest QoS of the matching subscriptions, carrying every matching subscription
- * identifier [MQTT-3.3.4-3], retain-as-published if any matching subscription asks for it.
+ * Overlapping subscriptions of one client are delivered as ONE copy [MQTT-3.3.4-2 / 3.1.1
+ * §3.3.5], never one per subscription (which the spec also allows): at the highest QoS of the
+ * matching subscriptions, retain-as-published if any of them asks for it, carrying the
+ * Subscription Identifier of every matching subscription that has one [MQTT-3.3.4-3]
+ * [MQTT-3.3.4-4]. The choice is the same whether or not the subscriptions carry identifiers
+ * (merge() below groups by client before it looks at identifiers), so adding an identifier to
+ * a subscription never changes how many copies a client gets. A shared subscription is not an
+ * overlap: its group gets its own copy for the member it picks (§4.8.2).
  * Shared subscriptions `$share/{group}/{filter}` pick one member per group per message; how the
  * member is chosen and what happens to its messages when it leaves is in shared.ts.
  *

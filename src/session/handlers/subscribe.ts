@@ -28,12 +28,11 @@ async function subscribe(c: Client, p: SubscribePacket, superseded: Set<string>)
   if (!p.subscriptions || p.subscriptions.length === 0) {
     throw new MqttError(RC.PROTOCOL_ERROR, "SUBSCRIBE with no topic filters"); // [MQTT-3.8.3-3]
   }
-  const subId = p.properties?.subscriptionIdentifier as number | number[] | undefined;
+  const subId = p.properties?.subscriptionIdentifier; // twice: refused by the decoder (0x82)
   if (subId !== undefined && !cfg.subscriptionIdentifiersAvailable) {
     // §3.2.2.3.12: a Subscription Identifier when we said none: protocol error, DISCONNECT 0xA1
     throw new MqttError(RC.SUBSCRIPTION_IDS_NOT_SUPPORTED, "subscription identifiers are not available");
   }
-  if (Array.isArray(subId)) throw new MqttError(RC.PROTOCOL_ERROR, "more than one subscription identifier"); // §3.8.2.1.2
   if (subId === 0) throw new MqttError(RC.PROTOCOL_ERROR, "subscription identifier 0"); // §3.8.2.1.2
   if (v5) {
     // whole-packet protocol errors first, before any filter of the packet takes effect
