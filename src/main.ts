@@ -31,7 +31,7 @@ async function openStore(config: Config, log: Logger): Promise<{ persistence: Pe
   const { RedisBus } = await import("../adapters/redis/bus.ts");
   const persistence = await RedisPersistence.connect({ url: config.redisUrl, prefix: config.redisPrefix, logger: log });
   const incarnation = Math.floor(Math.random() * 36 ** 4).toString(36).padStart(4, "0");
-  const bus = new RedisBus(persistence.client, {
+  const bus = new RedisBus(persistence, {
     nodeId: `${config.nodeId}#${incarnation}`, url: config.redisUrl, prefix: config.redisPrefix,
     leaseMs: config.nodeLeaseMs, logger: log,
   });

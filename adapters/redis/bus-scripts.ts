@@ -4,6 +4,7 @@
  * clocks never have to agree.
  */
 import type { ScriptDef } from "./scripts.ts";
+import { CURSOR } from "./lua.ts";
 
 /** Append to the broadcast stream with the next sequence number. */
 const BROADCAST = `
@@ -148,8 +149,8 @@ return broadcast(KEYS[2], KEYS[3], 'l', ARGV[1], ARGV[1])`,
 /** KEYS: cur:self, in:self. ARGV: id. Remember the position, forget what is before it. */
 export const commit: ScriptDef = {
   keys: 2,
-  lua: `
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('XTRIM', KEYS[2], 'MINID', ARGV[1])
+  lua: CURSOR + `
+advance(KEYS[1], ARGV[1])
+redis.call('XTRIM', KEYS[2], 'MINID', redis.call('GET', KEYS[1]))
 return 1`,
 };

@@ -22,6 +22,7 @@
  * only read by the asker after every write the releasing node made before it.
  */
 import type { Redis } from "ioredis";
+import type { RedisPersistence } from "./redis.ts";
 import { Buffer } from "node:buffer";
 import type { BusHandler, ClusterBus, Expect, Forward, Owner, Request } from "../../src/cluster/bus.ts";
 import { decodeForwards, ForwardBatch } from "../../src/cluster/wire.ts";
@@ -65,6 +66,8 @@ interface Outgoing {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const READ_COUNT = 500;
+/** The reconnect backoff cap of connection.ts (the longest a node waits to try again). */
+const RECONNECT_BACKOFF_MS = 2000;
 const BLOCK_MS = 2000;
 
 function field(fields: Buffer[], name: string): Buffer | undefined {
@@ -114,7 +117,11 @@ export class RedisBus implements ClusterBus {
   private resnap = false;
   private loop: Promise<void> | undefined;
 
-  constructor(private readonly cmd: Redis, private readonly opts: RedisBusOptions) {
+  private readonly cmd: Redis;
+
+  constructor(private readonly store: RedisPersistence, private readonly opts: RedisBusOptions) {
+    const cmd = store.client;
+    this.cmd = cmd;
     this.nodeId = opts.nodeId;
     this.k = new Keys(opts.prefix);
     this.log = opts.logger;
@@ -177,7 +184,9 @@ export class RedisBus implements ClusterBus {
     } catch {
       return; // the connection's own logging says why; the lease is renewed when it is back
     }
-    const settled = Date.now() - this.connectedSince >= this.leaseMs;
+    // after (re)connecting, every other node gets a whole lease plus its reconnect backoff to
+    // renew before anyone is declared dead (an outage of Redis is not the death of every node)
+    const settled = Date.now() - this.connectedSince >= this.leaseMs * 4 / 3 + RECONNECT_BACKOFF_MS;
     for (const [node, exp] of this.leases) {
       if (node === this.nodeId || exp > this.redisNow || this.reaping.has(node)) continue;
       if (settled || this.leaving.has(node)) void this.tryReap(node);
@@ -546,6 +555,8 @@ export class RedisBus implements ClusterBus {
     }
     if (entries.length === 0) return;
     const last = this.inboxPos;
+    // the enqueues these messages caused (this tick) store the cursor with them, atomically
+    this.store.stageCursor(this.k.cursor(this.nodeId), last);
     const settled = Promise.allSettled(work);
     this.commitChain = this.commitChain.then(() => settled).then(() => this.scheduleCommit(last));
   }

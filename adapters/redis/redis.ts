@@ -110,6 +110,17 @@ export class RedisPersistence implements Persistence {
     return this.fences.get(clientId) ?? "";
   }
 
+  /** An inbox position to store with this tick's enqueues (see enqueueMany; cluster bus). */
+  private staged: { key: string; id: string } | undefined;
+
+  /**
+   * Store `id` at `key` (forward only) in the same script as the enqueues issued in this tick,
+   * if any: a node's inbox cursor moves exactly when the messages it read are queued.
+   */
+  stageCursor(key: string, id: string): void {
+    if (this.enqueues !== undefined) this.staged = { key, id };
+  }
+
   /** Resolves once everything issued before it was applied (one connection, in order). */
   async barrier(): Promise<void> {
     this.flushRemovals();
@@ -215,11 +226,13 @@ export class RedisPersistence implements Persistence {
   private async flushEnqueues(): Promise<void> {
     const batch = this.enqueues;
     this.enqueues = undefined;
+    const cursor = this.staged;
+    this.staged = undefined;
     if (!batch) return;
     try {
       for (let attempt = 0; attempt < 2; attempt++) {
-        const keys: string[] = [this.k.sessions];
-        const args: Arg[] = [BODY_GRACE_MS, batch.length];
+        const keys: string[] = [this.k.sessions, cursor?.key ?? this.k.sessions];
+        const args: Arg[] = [BODY_GRACE_MS, batch.length, cursor?.id ?? ""];
         const inBatch = new Set<string>();
         for (const c of batch) {
           keys.push(this.k.queue(c.clientId), this.k.entries(c.clientId), this.k.owner(c.clientId));

@@ -35,6 +35,9 @@ local function fenced(ownerKey, token)
 end
 `;
 
+
+import { CURSOR } from "./lua.ts";
+
 export interface ScriptDef {
   lua: string;
   /** undefined: the caller passes the key count first (variable number of keys). */
@@ -65,17 +68,19 @@ return 1`,
 
 /**
  * Every enqueue of one tick (a fan-out to many persistent sessions, a read full of publishes)
- * in one call. KEYS: sessions, then per call q, e, owner and one m:<id> per entry. ARGV: grace
- * ms, number of calls, then per call cid, number of entries, fencing token, then per entry id,
+ * in one call. KEYS: sessions, an inbox cursor, then per call q, e, owner and one m:<id> per
+ * entry. ARGV: grace ms, number of calls, the cursor's new position ('' = none: the cluster bus
+ * stages the position of the inbox entries these enqueues came from, so that the cursor moves
+ * exactly when they are stored), then per call cid, number of entries, fencing token, then per entry id,
  * meta, blob ('' = body stored already or sent earlier in this batch), expiresAt ('' = none).
  * Returns {missing, fenced}: the ids whose body was not sent and is not stored (nothing written
  * then), and the client ids whose token is stale (their entries are not written).
  */
 export const enqueueMany: ScriptDef = {
-  lua: FENCE + `
+  lua: FENCE + CURSOR + `
 local calls = tonumber(ARGV[2])
 local missing, sent, fence = {}, {}, {}
-local k, a = 2, 3
+local k, a = 3, 4
 for c = 1, calls do
   local n = tonumber(ARGV[a + 1])
   local e = KEYS[k + 1]
@@ -91,7 +96,8 @@ for c = 1, calls do
   end
 end
 if #missing > 0 then return { missing, fence } end
-k, a = 2, 3
+if ARGV[3] ~= '' then advance(KEYS[2], ARGV[3]) end
+k, a = 3, 4
 for c = 1, calls do
   local cid, n = ARGV[a], tonumber(ARGV[a + 1])
   local q, e = KEYS[k], KEYS[k + 1]

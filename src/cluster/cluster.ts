@@ -133,7 +133,9 @@ export class Cluster {
       }
       if (f.shares === undefined) continue;
       for (const share of f.shares) {
-        const r = router.toShare(share, msg, only, only !== undefined);
+        // a group message from a dead node's inbox goes to any member still here (the dead
+        // node's own members are gone or adopted; the group is what counts)
+        const r = router.toShare(share, msg, undefined, only !== undefined);
         if (r === false) {
           const on = this.passOn(share, msg, f.publisher);
           if (on) (pending ??= []).push(on);
