@@ -70,7 +70,7 @@ export interface TestBroker {
 
 export async function startBroker(
   config: Partial<Config> = {},
-  opts: { persistence?: Persistence; clock?: Clock; log?: Logger; start?: boolean } = {},
+  opts: { persistence?: Persistence; clock?: Clock; log?: Logger; start?: boolean; bus?: ClusterBus } = {},
 ): Promise<TestBroker> {
   const logs: string[] = [];
   const cfg = resolveConfig({ host: "127.0.0.1", port: 0, logLevel: "info", ...config });
@@ -78,7 +78,7 @@ export async function startBroker(
   const own = opts.persistence ? undefined : await defaultPersistence(clock);
   const persistence = opts.persistence ?? own!.persistence;
   const log = opts.log ?? createLogger(cfg.logLevel, (l) => logs.push(l));
-  const broker = new Broker({ config: cfg, persistence, clock, log, bus: own?.bus });
+  const broker = new Broker({ config: cfg, persistence, clock, log, bus: opts.bus ?? own?.bus });
   if (opts.start !== false) await broker.start();
   const listen = await listenFn();
   const listener = await listen(broker, { host: cfg.host, port: 0 });
