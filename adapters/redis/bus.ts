@@ -206,8 +206,8 @@ export class RedisBus implements ClusterBus {
         this.nodeDown(node);
       }
     }
-    for (const node of leases.keys()) {
-      if (!this.leases.has(node) && node !== this.nodeId) this.log.info("node joined", { node });
+    for (const [node, exp] of leases) {
+      if (!this.leases.has(node) && node !== this.nodeId && exp > this.redisNow) this.log.info("node joined", { node });
     }
     this.leases = leases;
   }
