@@ -15,6 +15,18 @@ export function topicNameError(topic: string): string | undefined {
   return undefined;
 }
 
+/**
+ * True when `s` (a topic name or filter) has more than `max` levels. Stops counting at max + 1,
+ * so a topic of 65,535 '/' costs no more than one within the limit (--max-topic-levels).
+ */
+export function exceedsLevels(s: string, max: number): boolean {
+  let levels = 1;
+  for (let i = s.indexOf("/"); i !== -1; i = s.indexOf("/", i + 1)) {
+    if (++levels > max) return true;
+  }
+  return false;
+}
+
 /** Why a topic filter is invalid, or undefined when valid. */
 export function topicFilterError(filter: string): string | undefined {
   if (filter.length === 0) return "topic filter is empty"; // [MQTT-4.7.3-1]
