@@ -342,7 +342,8 @@ export class Broker implements BrokerContext, Acceptor {
   /** Rebuild one session from persistence (offline). */
   private async restore(rec: SessionRecord): Promise<Session> {
     const s = new Session(rec.clientId, this);
-    s.expiryInterval = rec.expiryInterval;
+    // a record stored before --max-session-expiry was lowered (or a 3.1.1 "never") is capped
+    s.expiryInterval = Math.min(rec.expiryInterval, this.config.maxSessionExpiry);
     s.protocolVersion = rec.protocolVersion;
     this.metaOf(s).stored = true;
     const [subs, out, q2] = await Promise.all([
@@ -383,7 +384,7 @@ export class Broker implements BrokerContext, Acceptor {
     for (const [s, rec] of loaded) {
       const crashed = rec.disconnectedAt === undefined;
       const since = crashed ? now : rec.disconnectedAt!;
-      const expiresAt = rec.expiryInterval >= NEVER_EXPIRES ? Infinity : since + rec.expiryInterval * 1000;
+      const expiresAt = s.expiryInterval >= NEVER_EXPIRES ? Infinity : since + s.expiryInterval * 1000;
       let willAt = rec.willAt;
       if (crashed && rec.will) {
         const d = willDelaySeconds(rec.will, rec.expiryInterval);

@@ -96,7 +96,11 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
       expiry = cfg.maxSessionExpiry;
       ack.sessionExpiryInterval = expiry;
     }
-  } else expiry = p.clean ? 0 : NEVER_EXPIRES;
+  } else {
+    // a 3.1/3.1.1 persistent session has no expiry of its own ("never"); --max-session-expiry
+    // caps it like an MQTT 5 one, the client just cannot be told
+    expiry = p.clean ? 0 : Math.min(NEVER_EXPIRES, cfg.maxSessionExpiry);
+  }
   // the DISCONNECT rule compares with what the client sent, not with our cap (§3.14.2.2.2)
   c.connectExpiry = c.version === 5 ? props.sessionExpiryInterval ?? 0 : expiry;
   if (c.version === 5) {
