@@ -46,14 +46,20 @@ interface Match {
 }
 
 const CACHE_LIMIT = 10_000;
+/**
+ * The cache keys are topic names of up to 64 KB: 10,000 long ones would keep 640 MB alive, so
+ * the cache is also dropped once its keys add up to this many characters.
+ */
+const CACHE_KEY_CHARS = 4 * 1024 * 1024;
 
 export class Router {
   private trie = new TopicTrie<Entry>();
   private shared = new TopicTrie<SharedGroup<Subscriber>>();
   private cache = new Map<string, Match>();
+  private cacheChars = 0;
 
   add(sub: Subscriber, s: StoredSubscription, share?: { group: string; filter: string }): void {
-    this.cache.clear();
+    this.clearCache();
     if (share) {
       let g = this.shared.get(share.filter, share.group);
       if (!g) this.shared.add(share.filter, share.group, g = new SharedGroup(share.group, share.filter));
@@ -64,7 +70,7 @@ export class Router {
   }
 
   remove(clientId: string, filter: string, share?: { group: string; filter: string }): boolean {
-    this.cache.clear();
+    this.clearCache();
     if (share) {
       const g = this.shared.get(share.filter, share.group);
       if (!g || !g.delete(clientId)) return false;
@@ -72,6 +78,16 @@ export class Router {
       return true;
     }
     return this.trie.remove(filter, clientId);
+  }
+
+  /** Topics and key characters the match cache holds (bounded, see CACHE_KEY_CHARS). */
+  get cacheFootprint(): { topics: number; chars: number } {
+    return { topics: this.cache.size, chars: this.cacheChars };
+  }
+
+  private clearCache(): void {
+    this.cache.clear();
+    this.cacheChars = 0;
   }
 
   private lookup(topic: string): Match {
@@ -86,7 +102,8 @@ export class Router {
     const groups: SharedGroup<Subscriber>[] = [];
     this.shared.match(topic, (_k, g) => groups.push(g));
     m = { targets: [...byClient.values()], groups };
-    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    if (this.cache.size >= CACHE_LIMIT || this.cacheChars + topic.length > CACHE_KEY_CHARS) this.clearCache();
+    this.cacheChars += topic.length;
     this.cache.set(topic, m);
     return m;
   }

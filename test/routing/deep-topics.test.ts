@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { TopicTrie } from "../../src/routing/topic-trie.ts";
 import { RetainedTrie } from "../../src/persistence/retained-trie.ts";
 import { exceedsLevels } from "../../src/routing/topic.ts";
+import { Router } from "../../src/routing/router.ts";
 import type { StoredMessage } from "../../src/persistence/persistence.ts";
 
 const LEVELS = 100_000;
@@ -60,5 +61,21 @@ describe("tries: 100,000 levels without recursion", () => {
     assert.equal(exceedsLevels("a/b/c/", 3), true);
     assert.equal(exceedsLevels(deep, LEVELS), false);
     assert.equal(exceedsLevels(deep, LEVELS - 1), true);
+  });
+});
+
+describe("router: the match cache is bounded in key bytes", () => {
+  it("routing 300 distinct 60 KB topics keeps at most 4 Mi characters of keys", () => {
+    const r = new Router();
+    const sub = { clientId: "c", persistent: false, deliver: () => {}, isOnline: () => true, backlog: () => 0, readyForMore: () => true };
+    r.add(sub, { filter: "#", qos: 0 });
+    const long = "t".repeat(60_000);
+    let delivered = 0;
+    sub.deliver = () => void delivered++;
+    for (let i = 0; i < 300; i++) r.route(msg(`${long}/${i}`));
+    assert.equal(delivered, 300);
+    const f = r.cacheFootprint;
+    assert.ok(f.chars <= 4 * 1024 * 1024, `${f.chars} characters of topic names cached`);
+    assert.ok(f.topics > 0 && f.topics < 300);
   });
 });

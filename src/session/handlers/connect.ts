@@ -5,7 +5,7 @@
  */
 import type { ConnectPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
-import { topicNameError } from "../../routing/topic.ts";
+import { exceedsLevels, topicNameError } from "../../routing/topic.ts";
 import type { StoredWill } from "../../persistence/persistence.ts";
 import type { Client } from "../client.ts";
 import { NEVER_EXPIRES } from "../session.ts";
@@ -31,7 +31,10 @@ function validate(c: Client, p: ConnectPacket): void {
   if (props?.maximumPacketSize === 0) throw new MqttError(RC.PROTOCOL_ERROR, "maximum packet size 0");
   const w = p.will;
   if (w) {
-    const bad = topicNameError(w.topic);
+    // a will deeper than --max-topic-levels is refused like an invalid one: 5.0 CONNACK 0x90;
+    // 3.1.1 has no return code for it and closes without CONNACK [MQTT-3.2.2-6]
+    const bad = topicNameError(w.topic) ??
+      (exceedsLevels(w.topic, cfg.maxTopicLevels) ? `topic has more than ${cfg.maxTopicLevels} levels (--max-topic-levels)` : undefined);
     if (bad) throw new MqttError(c.version === 5 ? RC.TOPIC_NAME_INVALID : RC.MALFORMED_PACKET, `will ${bad}`);
     if ((w.qos ?? 0) > cfg.maximumQoS) throw new MqttError(RC.QOS_NOT_SUPPORTED, `will QoS ${w.qos} not supported`); // [MQTT-3.2.2-12]
     if (w.retain && !cfg.retainAvailable) throw new MqttError(RC.RETAIN_NOT_SUPPORTED, "retain not available"); // [MQTT-3.2.2-13]

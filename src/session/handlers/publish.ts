@@ -4,7 +4,7 @@
  */
 import type { PublishPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
-import { topicNameError } from "../../routing/topic.ts";
+import { exceedsLevels, topicNameError } from "../../routing/topic.ts";
 import type { StoredMessage } from "../../persistence/persistence.ts";
 import type { Client } from "../client.ts";
 import { resolveInbound } from "../topic-alias.ts";
@@ -29,6 +29,16 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
   }
   if (p.retain && !cfg.retainAvailable) {
     throw new MqttError(RC.RETAIN_NOT_SUPPORTED, "retained messages are not available"); // [MQTT-3.2.2-14]
+  }
+  if (exceedsLevels(topic, cfg.maxTopicLevels)) {
+    // well formed but deeper than we store (--max-topic-levels): MQTT 5 refuses this message
+    // alone with 0x90 Topic Name invalid in its PUBACK/PUBREC (QoS 0 has no ack: DISCONNECT
+    // 0x90); 3.1.1 has no code for it and closes the connection
+    const why = `topic name has more than ${cfg.maxTopicLevels} levels (--max-topic-levels)`;
+    if (p.qos === 0 || c.version !== 5) throw new MqttError(RC.TOPIC_NAME_INVALID, why);
+    ctx.log.info("message refused", { clientId: c.clientId, reason: "0x90", why });
+    c.sendAck(p.qos === 1 ? 4 : 5, p.messageId!, RC.TOPIC_NAME_INVALID, why);
+    return;
   }
   const pr = p.properties;
   if (pr?.payloadFormatIndicator && p.payload.length > 0) {
