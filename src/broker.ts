@@ -11,10 +11,12 @@ import { createLogger, type Logger } from "./log.ts";
 import type { OutgoingEntry, Persistence, SessionRecord, StoredMessage, StoredWill } from "./persistence/persistence.ts";
 import { Router } from "./routing/router.ts";
 import { parseShared } from "./routing/topic.ts";
-import { Client } from "./session/client.ts";
+import { Client, releaseEncodings } from "./session/client.ts";
 import type { BrokerContext, Stats } from "./session/context.ts";
 import { KeepaliveWheel } from "./session/keepalive.ts";
-import { compactPayload, NEVER_EXPIRES, Session } from "./session/session.ts";
+import { NEVER_EXPIRES, Session } from "./session/session.ts";
+import { LEVEL, MemoryAccount } from "./session/memory.ts";
+import { startSysTopics } from "./sys.ts";
 import { willDelaySeconds, willMessage } from "./session/will.ts";
 import { RC } from "./protocol/reason-codes.ts";
 import type { ClusterBus } from "./cluster/bus.ts";
@@ -50,7 +52,11 @@ export class Broker implements BrokerContext, Acceptor {
   readonly stats: Stats = {
     connections: 0, messagesIn: 0, messagesOut: 0, droppedQueueFull: 0,
     droppedQos0SlowConsumer: 0, droppedTooLarge: 0, protocolErrors: 0,
+    shedQos0: 0, refusedPublishes: 0, refusedConnections: 0,
   };
+  /** Bytes held for messages, and the pressure level past --max-memory-bytes (session/memory.ts). */
+  readonly memory: MemoryAccount;
+  private stopSys: (() => void) | undefined;
   private meta = new WeakMap<Session, Meta>();
   private dirty: Client[] = [];
   private flushScheduled = false;
@@ -67,7 +73,21 @@ export class Broker implements BrokerContext, Acceptor {
     this.wheel = new KeepaliveWheel(this.clock);
     this.bus = opts.bus ?? new LocalBus(opts.config.nodeId);
     this.bus.onMessage((m, pub) => this.router.route(m, pub));
+    this.memory = new MemoryAccount(opts.config.maxMemoryBytes, this.memoryLevel);
+    this.persistence.trackMemory?.(this.memory);
   }
+
+  /** Logged when the memory pressure level changes (at most once a second while it flaps). */
+  private memoryLevel = (level: number, held: number): void => {
+    const now = this.clock.now();
+    if (now - this.memoryLoggedAt < 1000) return;
+    this.memoryLoggedAt = now;
+    const what = ["normal", "shedding QoS 0 publishes", "refusing QoS 1/2 publishes (0x97)", "refusing new connections (0x89)"][level];
+    const fields = { held, limit: this.config.maxMemoryBytes, level };
+    if (level === LEVEL.OK) this.log.info(`memory use back under the limits: ${what}`, fields);
+    else this.log.warn(`memory use past --max-memory-bytes thresholds: ${what}`, fields);
+  };
+  private memoryLoggedAt = -Infinity;
 
   // --- Acceptor ---------------------------------------------------------------------------
   accept(conn: Connection): ConnectionEvents {
@@ -110,10 +130,10 @@ export class Broker implements BrokerContext, Acceptor {
     const r = this.router.route(msg, publisher);
     const fwd = this.bus.forward(msg, publisher);
     // The fan-out above was synchronous. From here on the message may live on (retained,
-    // queued, in flight): drop the received frame and keep a compact copy of the payload, so
-    // that a 10-byte message does not pin the whole socket read it arrived in.
+    // queued, in flight; its first holder compacts the payload, session/memory.ts): drop the
+    // received frame and the encodings shared during the fan-out, so neither pins it.
     msg.wire = undefined;
-    if (msg.retain) compactPayload(msg);
+    releaseEncodings();
     let done: Promise<unknown> | undefined;
     if (r.pending === undefined && stored === undefined && !fwd) return { matched: r.matched };
     const parts: Promise<unknown>[] = r.pending ?? [];
@@ -409,6 +429,7 @@ export class Broker implements BrokerContext, Acceptor {
       }
     }
     if (records.length) this.log.info("sessions restored", { count: loaded.length });
+    this.stopSys = startSysTopics(this);
   }
 
   /** Stop: close every connection (MQTT 5: 0x8B server shutting down) and the stores. */
@@ -417,6 +438,7 @@ export class Broker implements BrokerContext, Acceptor {
     // lists network failure, keepalive expiry, protocol errors and the client closing without
     // DISCONNECT): no wills. Clients reconnect (to this node again or, in a cluster, another).
     this.shuttingDown = true;
+    this.stopSys?.();
     for (const c of [...this.clients]) c.disconnect(RC.SERVER_SHUTTING_DOWN, "server shutting down");
     this.flushAll();
     this.wheel.stop();

@@ -46,6 +46,21 @@ export interface StoredMessage {
    * verbatim for 3.1/3.1.1 subscribers at the same QoS (protocol/publish-codec.ts reuseWire).
    */
   wire?: Uint8Array;
+  /**
+   * In memory only, never persisted: the broker's accounting (session/memory.ts) — how many
+   * holders keep this object (queues, inflight windows, the in-memory retained store) and the
+   * bytes it counts for, so a message shared by many sessions is counted once.
+   */
+  holders?: number;
+  bytes?: number;
+}
+
+/** The broker's message accounting, as an in-process store sees it (Persistence.trackMemory). */
+export interface MessageHolder {
+  /** One more holder of msg (the store keeps it); returns its size in bytes. */
+  hold(msg: StoredMessage): number;
+  /** The store let go of msg. */
+  release(msg: StoredMessage): number;
 }
 
 export interface SubscriptionOptions {
@@ -153,6 +168,13 @@ export interface Persistence {
   /** Retained messages whose topic matches the filter (`+`, `#`, `$`-rule), via an index. */
   matchRetained(filter: string): Promise<StoredMessage[]>;
   retainedCount(): Promise<number>;
+
+  /**
+   * In-process stores only (memory): report every message kept in process memory beyond what
+   * sessions hold (retained messages), so that --max-memory-bytes covers them. A store that
+   * keeps messages elsewhere (Redis) does not implement it.
+   */
+  trackMemory?(account: MessageHolder): void;
 
   /** Release connections/timers. */
   close(): Promise<void>;

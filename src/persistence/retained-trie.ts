@@ -5,7 +5,7 @@
  * root, `+` and `#` skip children whose name starts with `$` [MQTT-4.7.2-1].
  * Empty branches are pruned on delete so the trie never outgrows what it stores.
  */
-import type { StoredMessage } from "./persistence.ts";
+import type { MessageHolder, StoredMessage } from "./persistence.ts";
 
 class Node {
   readonly children = new Map<string, Node>();
@@ -16,9 +16,22 @@ class Node {
 export class RetainedTrie {
   private readonly root = new Node(undefined, "");
   private count = 0;
+  /** The broker's accounting, told of every message kept and let go (MemoryPersistence.trackMemory). */
+  private holder: MessageHolder | undefined;
 
   get size(): number {
     return this.count;
+  }
+
+  /** Count the stored messages with `h` from now on (and no longer with the previous one). */
+  setHolder(h: MessageHolder): void {
+    const all: Node[] = [];
+    subtree(this.root, all);
+    for (const node of all) {
+      this.holder?.release(node.msg!);
+      h.hold(node.msg!);
+    }
+    this.holder = h;
   }
 
   put(msg: StoredMessage): void {
@@ -28,8 +41,13 @@ export class RetainedTrie {
       if (child === undefined) node.children.set(level, child = new Node(node, level));
       node = child;
     }
-    if (node.msg === undefined) this.count++;
+    const old = node.msg;
+    if (old === undefined) this.count++;
     node.msg = msg;
+    if (this.holder !== undefined) {
+      this.holder.hold(msg);
+      if (old !== undefined) this.holder.release(old);
+    }
   }
 
   delete(topic: string): void {
@@ -93,8 +111,10 @@ export class RetainedTrie {
 
   /** Remove the message of a node and prune the branch up to the first node still in use. */
   private clear(node: Node): void {
-    if (node.msg === undefined) return;
+    const old = node.msg;
+    if (old === undefined) return;
     node.msg = undefined;
+    this.holder?.release(old);
     this.count--;
     let n: Node = node;
     while (n.parent !== undefined && n.msg === undefined && n.children.size === 0) {

@@ -5,22 +5,19 @@
  *
  * Every change of a persistent session is mirrored to the Persistence seam; the promise a
  * delivery returns is what the publisher's PUBACK/PUBREC waits for.
+ *
+ * Bounds: the inflight window in messages (client Receive Maximum, --max-inflight), the queue
+ * behind it in messages (--max-queued-messages), and both together in bytes
+ * (--max-queued-bytes). Every entry that enters inflight or the queue is held in the broker's
+ * memory account (memory.ts) and released when it leaves, by whatever way it leaves.
  */
 import type { OutgoingEntry, StoredMessage, StoredSubscription, StoredWill } from "../persistence/persistence.ts";
 import type { DeliveryOptions, Subscriber } from "../routing/router.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Client } from "./client.ts";
+import { messageBytes } from "./memory.ts";
 
 export const NEVER_EXPIRES = 0xffffffff;
-
-/**
- * Replace a payload that views a much larger buffer (the socket read it arrived in) by its own
- * copy; done once per message, when it is kept beyond the current tick (retained, queued).
- */
-export function compactPayload(msg: StoredMessage): void {
-  const p = msg.payload;
-  if (p.buffer.byteLength > p.byteLength + 256) msg.payload = p.slice();
-}
 
 /** Shared empty placeholders, replaced by a real array on first push (see the fields below). */
 const NONE: OutgoingEntry[] = Object.freeze([]) as unknown as OutgoingEntry[];
@@ -49,6 +46,8 @@ export class Session implements Subscriber {
   pendingWill: StoredWill | undefined;
   willTimer: unknown;
   droppedMessages = 0;
+  /** Bytes of the messages in inflight + queue (each entry counted, see hold/release). */
+  heldBytes = 0;
 
   constructor(readonly clientId: string, private readonly ctx: BrokerContext) {}
 
@@ -100,6 +99,17 @@ export class Session implements Subscriber {
       this.client?.sendPublish(msg, 0, o.retain, o.subscriptionIds, 0, false);
       return;
     }
+    const cfg = this.ctx.config;
+    // the byte bound covers inflight and queue together; a session holding nothing takes any
+    // message (up to the maximum packet size), so a large one still reaches a reading client
+    const size = messageBytes(msg);
+    if (this.heldBytes !== 0 && this.heldBytes + size > cfg.maxQueuedBytes) {
+      this.dropExpired();
+      if (this.heldBytes !== 0 && this.heldBytes + size > cfg.maxQueuedBytes) {
+        this.dropped(`more than ${cfg.maxQueuedBytes} bytes held (--max-queued-bytes)`);
+        return;
+      }
+    }
     const entry: OutgoingEntry = { msg, qos: o.qos, retain: o.retain, subscriptionIds: o.subscriptionIds, state: "queued" };
     if (o.share !== undefined) entry.share = o.share;
     const c = this.client;
@@ -107,19 +117,29 @@ export class Session implements Subscriber {
     if (c && this.queue.length === 0 && this.resendPids.length === 0 && this.inflight.size < c.sendWindow) {
       if (!this.send(c, entry, false)) return; // too large for this client: dropped
     } else {
-      // the bound is on messages waiting behind the window; the window itself is bounded by
-      // maxInflight / the client's Receive Maximum, so a healthy client with a full window
+      // the count bound is on messages waiting behind the window; the window itself is bounded
+      // by maxInflight / the client's Receive Maximum, so a healthy client with a full window
       // still has maxQueuedMessages of room for a burst
-      if (this.queue.length >= this.ctx.config.maxQueuedMessages) this.dropExpired();
-      if (this.queue.length >= this.ctx.config.maxQueuedMessages) {
-        this.dropped("queue full");
+      if (this.queue.length >= cfg.maxQueuedMessages) this.dropExpired();
+      if (this.queue.length >= cfg.maxQueuedMessages) {
+        this.dropped("queue full (--max-queued-messages)");
         return;
       }
       if (this.queue === NONE) this.queue = [];
-      compactPayload(msg); // it may wait long: do not pin the socket read it arrived in
       this.queue.push(entry);
     }
+    this.hold(entry);
     if (this.persistent) return this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);
+  }
+
+  /** The entry entered inflight or the queue: its message counts for this session and the broker. */
+  private hold(e: OutgoingEntry): void {
+    this.heldBytes += this.ctx.memory.hold(e.msg);
+  }
+
+  /** The entry left inflight / the queue (acknowledged, dropped, handed over, session gone). */
+  private release(e: OutgoingEntry): void {
+    this.heldBytes -= this.ctx.memory.release(e.msg);
   }
 
   /** [MQTT-3.3.2-5] queued copies whose lifetime has passed are deleted (here: to make room). */
@@ -127,6 +147,7 @@ export class Session implements Subscriber {
     const now = this.ctx.clock.now();
     this.queue = this.queue.filter((e) => {
       if (e.msg.expiresAt === undefined || e.msg.expiresAt > now) return true;
+      this.release(e);
       if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
       return false;
     });
@@ -180,12 +201,12 @@ export class Session implements Subscriber {
     while (i < this.queue.length && this.inflight.size < c.sendWindow) {
       const e = this.queue[i++];
       if (e.msg.expiresAt !== undefined && e.msg.expiresAt <= now) {
+        this.release(e);
         if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
         continue; // [MQTT-3.3.2-5] expired while queued: not delivered
       }
-      if (this.send(c, e, false) && this.persistent) {
-        void this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(() => {});
-      }
+      if (!this.send(c, e, false)) this.release(e); // too large for this client: dropped
+      else if (this.persistent) void this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(() => {});
     }
     if (i > 0) this.queue = this.queue.slice(i);
   }
@@ -195,6 +216,7 @@ export class Session implements Subscriber {
     const e = this.inflight.get(pid);
     if (!e || (expect === "sent" ? e.qos !== 1 : e.state !== "released")) return false;
     this.inflight.delete(pid);
+    this.release(e);
     if (this.resendPids.length > 0) this.unpend(pid);
     if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
     this.pump();
@@ -228,6 +250,7 @@ export class Session implements Subscriber {
   /** A message this client can never take (larger than its Maximum Packet Size) [MQTT-3.1.2-25]. */
   private discard(pid: number, e: OutgoingEntry): void {
     this.inflight.delete(pid);
+    this.release(e);
     if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
   }
 
@@ -263,6 +286,7 @@ export class Session implements Subscriber {
     this.queue = this.queue.filter((e) => {
       if (e.share === undefined || !canHandOver(e.share)) return true;
       out.push(e);
+      this.release(e); // the member that takes it holds it from now on
       if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
       return false;
     });
@@ -283,23 +307,35 @@ export class Session implements Subscriber {
 
   /** Replace in-memory outgoing state with what persistence holds (restart / other node). */
   restoreOutgoing(entries: OutgoingEntry[]): void {
+    this.releaseAll();
     this.inflight.clear();
     this.queue = NONE;
     this.resendPids = NO_PIDS;
+    // what was stored is held again as it is, even past today's byte bound: nothing stored is lost
     for (const e of entries) {
-      if (e.state !== "queued" && e.packetId && !this.inflight.has(e.packetId)) this.inflight.set(e.packetId, e);
-      else {
+      if (e.state !== "queued" && e.packetId && !this.inflight.has(e.packetId)) {
+        this.inflight.set(e.packetId, e);
+        this.hold(e);
+      } else {
         if (this.queue === NONE) this.queue = [];
-        this.queue.push({ ...e, state: "queued", packetId: undefined });
+        const q: OutgoingEntry = { ...e, state: "queued", packetId: undefined };
+        this.queue.push(q);
+        this.hold(q);
       }
     }
   }
 
-  /** MQTT 5: a disconnected client's Receive Maximum is unknown until it reconnects. */
+  /** The session ends: everything it held is let go (and stops counting). */
   clearQueues(): void {
+    this.releaseAll();
     this._inflight?.clear();
     this.queue = NONE;
     this.resendPids = NO_PIDS;
     this._incomingQos2?.clear();
+  }
+
+  private releaseAll(): void {
+    if (this._inflight !== undefined) for (const e of this._inflight.values()) this.release(e);
+    for (const e of this.queue) this.release(e);
   }
 }

@@ -10,6 +10,7 @@ import type { StoredWill } from "../../persistence/persistence.ts";
 import type { Client } from "../client.ts";
 import { NEVER_EXPIRES } from "../session.ts";
 import { OutAliases } from "../topic-alias.ts";
+import { LEVEL } from "../memory.ts";
 
 function validate(c: Client, p: ConnectPacket): void {
   const cfg = c.ctx.config;
@@ -80,6 +81,12 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   validate(c, p);
   const assigned = identify(c, p);
   c.clientId = p.clientId;
+  if (ctx.memory.level >= LEVEL.REFUSE_CONNECT && !ctx.sessions.has(p.clientId)) {
+    // past --max-memory-bytes: no new clients (5.0 0x89 Server busy, 3.1.1 0x03 Server
+    // unavailable); one that owns a session may come back, taking its messages frees memory
+    ctx.stats.refusedConnections++;
+    throw new MqttError(RC.SERVER_BUSY, "server memory limit reached (--max-memory-bytes)");
+  }
   const props = p.properties ?? {};
   const ack: Record<string, unknown> = {};
   // keepalive, capped by maxKeepalive and told to the client as Server Keep Alive, which it must
