@@ -15,7 +15,7 @@ import { Client, releaseEncodings } from "./session/client.ts";
 import type { BrokerContext, Stats } from "./session/context.ts";
 import { KeepaliveWheel } from "./session/keepalive.ts";
 import { NEVER_EXPIRES, Session } from "./session/session.ts";
-import { LEVEL, MemoryAccount } from "./session/memory.ts";
+import { compactPayload, LEVEL, MemoryAccount } from "./session/memory.ts";
 import { startSysTopics } from "./sys.ts";
 import { willDelaySeconds, willMessage } from "./session/will.ts";
 import { RC } from "./protocol/reason-codes.ts";
@@ -130,10 +130,12 @@ export class Broker implements BrokerContext, Acceptor {
     const r = this.router.route(msg, publisher);
     const fwd = this.bus.forward(msg, publisher);
     // The fan-out above was synchronous. From here on the message may live on (retained,
-    // queued, in flight; its first holder compacts the payload, session/memory.ts): drop the
-    // received frame and the encodings shared during the fan-out, so neither pins it.
+    // queued, in flight): drop the received frame and the encodings shared during the fan-out,
+    // and keep a compact copy of a retained payload, so that a 10-byte message does not pin the
+    // whole socket read it arrived in (queued ones and those of lagging clients: session.ts).
     msg.wire = undefined;
     releaseEncodings();
+    if (msg.retain) compactPayload(msg);
     let done: Promise<unknown> | undefined;
     if (r.pending === undefined && stored === undefined && !fwd) return { matched: r.matched };
     const parts: Promise<unknown>[] = r.pending ?? [];

@@ -433,8 +433,8 @@ export class Client implements ConnectionEvents {
     }
     const v5 = this.version === 5;
     if (encMsg !== msg) {
+      if (encMsg !== undefined) encCache.clear(); // (releaseEncodings left it empty)
       encMsg = msg;
-      encCache.clear();
     }
     let key: number | string = (v5 ? 8 : 0) | (qos << 1) | (retain ? 1 : 0);
     let expiry = -1;

@@ -4,9 +4,10 @@
  *
  * - Messages: a StoredMessage is counted once however many holders it has (sessions' queues
  *   and inflight windows, the in-memory retained store): a reference count on the message
- *   itself, so holding and releasing allocate nothing. The first holder also compacts the
- *   payload (see compactPayload): a kept message must not pin the socket read it arrived in,
- *   or the count would say 64 bytes where 64 KB are held.
+ *   itself, so holding and releasing allocate nothing. What is counted is the payload, not
+ *   the socket read it may be a view of: whatever keeps a message for long compacts it first
+ *   (compactPayload: queued messages, those of a lagging client, retained ones), so that the
+ *   count does not say 64 bytes where a 64 KB read is held.
  * - Output: bytes a connection's adapter holds for the socket (Client reports its
  *   bufferedAmount after each flush and drain, and gives it back when it closes).
  *
@@ -25,11 +26,16 @@ const FRACTIONS = [0.8, 0.9, 1];
 
 /**
  * Replace a payload that views a much larger buffer (the socket read it arrived in) by its own
- * copy; done once per message, when it is kept beyond the current tick.
+ * copy; done once per message, when it is kept beyond the current tick. Not `p.slice()`: on a
+ * Node Buffer (what Bun's sockets deliver) slice is a view of the same memory, not a copy.
  */
 export function compactPayload(msg: StoredMessage): void {
   const p = msg.payload;
-  if (p.buffer.byteLength > p.byteLength + 256) msg.payload = p.slice();
+  if (p.buffer.byteLength > p.byteLength + 256) {
+    const own = new Uint8Array(p.byteLength);
+    own.set(p);
+    msg.payload = own;
+  }
 }
 
 /** Bytes counted for a message; computed once and kept on it. */
@@ -63,11 +69,15 @@ export class MemoryAccount implements MessageHolder {
   output = 0;
   /** 0..3, see LEVEL; read on the hot path, so kept as a plain number. */
   level: number = LEVEL.OK;
+  /** The level changes when held reaches `up` or drops below `down` (one compare each). */
+  private up = Infinity;
+  private down = -Infinity;
   private readonly thresholds: number[];
 
   /** `onLevel` is told every change of level (logging). */
   constructor(readonly limit: number, private readonly onLevel: (level: number, held: number) => void = () => {}) {
     this.thresholds = limit > 0 ? FRACTIONS.map((f) => Math.floor(limit * f)) : [];
+    if (limit > 0) this.up = this.thresholds[0];
   }
 
   /** Everything counted, in bytes. */
@@ -77,41 +87,43 @@ export class MemoryAccount implements MessageHolder {
 
   /** One more holder of msg; returns the bytes it counts for. */
   hold(msg: StoredMessage): number {
-    const n = messageBytes(msg);
+    const n = msg.bytes || messageBytes(msg);
     const h = msg.holders;
-    if (h === undefined || h <= 0) {
+    if (h !== undefined && h > 0) msg.holders = h + 1;
+    else {
       msg.holders = 1;
-      compactPayload(msg);
-      this.messages += n;
-      if (this.limit > 0) this.update();
-    } else msg.holders = h + 1;
+      const held = (this.messages += n) + this.output;
+      if (held >= this.up) this.update(held);
+    }
     return n;
   }
 
   /** One holder fewer; the message stops counting with its last holder. */
   release(msg: StoredMessage): number {
-    const n = messageBytes(msg);
+    const n = msg.bytes || messageBytes(msg);
     const h = msg.holders ?? 0;
-    if (h <= 1) {
-      if (h === 1) {
-        this.messages -= n;
-        if (this.limit > 0) this.update();
-      }
+    if (h > 1) msg.holders = h - 1;
+    else {
       msg.holders = 0;
-    } else msg.holders = h - 1;
+      if (h === 1) {
+        const held = (this.messages -= n) + this.output;
+        if (held < this.down) this.update(held);
+      }
+    }
     return n;
   }
 
   /** A connection's output buffer grew (or shrank, negative). */
   addOutput(delta: number): void {
-    this.output += delta;
-    if (this.limit > 0) this.update();
+    const held = this.messages + (this.output += delta);
+    if (held >= this.up || held < this.down) this.update(held);
   }
 
-  private update(): void {
-    const held = this.messages + this.output;
+  private update(held: number): void {
     const t = this.thresholds;
     const level = held >= t[2] ? 3 : held >= t[1] ? 2 : held >= t[0] ? 1 : 0;
+    this.up = level < 3 ? t[level] : Infinity;
+    this.down = level > 0 ? t[level - 1] : -Infinity;
     if (level !== this.level) {
       this.level = level;
       this.onLevel(level, held);

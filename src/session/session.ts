@@ -15,9 +15,12 @@ import type { OutgoingEntry, StoredMessage, StoredSubscription, StoredWill } fro
 import type { DeliveryOptions, Subscriber } from "../routing/router.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Client } from "./client.ts";
-import { messageBytes } from "./memory.ts";
+import { compactPayload, messageBytes } from "./memory.ts";
 
 export const NEVER_EXPIRES = 0xffffffff;
+/** Unacknowledged messages at which a client counts as lagging, and below which it no longer does. */
+const LAG_START = 256;
+const LAG_END = 32;
 
 /** Shared empty placeholders, replaced by a real array on first push (see the fields below). */
 const NONE: OutgoingEntry[] = Object.freeze([]) as unknown as OutgoingEntry[];
@@ -48,6 +51,14 @@ export class Session implements Subscriber {
   droppedMessages = 0;
   /** Bytes of the messages in inflight + queue (each entry counted, see hold/release). */
   heldBytes = 0;
+  /**
+   * Set while the client lags (a message had to wait behind its window, or LAG_START are
+   * unacknowledged), cleared when fewer than LAG_END are in flight. Meanwhile the messages it
+   * holds get their own copy of the payload (compactPayload) instead of a view of the socket
+   * read they arrived in, which they would otherwise keep alive for as long as the client takes.
+   * A client that keeps up never pays for the copy.
+   */
+  private lagging = false;
 
   constructor(readonly clientId: string, private readonly ctx: BrokerContext) {}
 
@@ -115,7 +126,9 @@ export class Session implements Subscriber {
     const c = this.client;
     // [MQTT-3.3.4-9] [MQTT-4.9.0-2] no more than the client's Receive Maximum unacknowledged
     if (c && this.queue.length === 0 && this.resendPids.length === 0 && this.inflight.size < c.sendWindow) {
+      if (this.lagging) compactPayload(msg);
       if (!this.send(c, entry, false)) return; // too large for this client: dropped
+      if (!this.lagging && this.inflight.size >= LAG_START) this.startLagging();
     } else {
       // the count bound is on messages waiting behind the window; the window itself is bounded
       // by maxInflight / the client's Receive Maximum, so a healthy client with a full window
@@ -126,10 +139,18 @@ export class Session implements Subscriber {
         return;
       }
       if (this.queue === NONE) this.queue = [];
+      compactPayload(msg); // it may wait long: do not pin the socket read it arrived in
+      if (!this.lagging) this.startLagging();
       this.queue.push(entry);
     }
     this.hold(entry);
     if (this.persistent) return this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);
+  }
+
+  /** The client fell behind: what it holds in flight stops pinning socket reads (see lagging). */
+  private startLagging(): void {
+    this.lagging = true;
+    if (this._inflight !== undefined) for (const e of this._inflight.values()) compactPayload(e.msg);
   }
 
   /** The entry entered inflight or the queue: its message counts for this session and the broker. */
@@ -140,6 +161,7 @@ export class Session implements Subscriber {
   /** The entry left inflight / the queue (acknowledged, dropped, handed over, session gone). */
   private release(e: OutgoingEntry): void {
     this.heldBytes -= this.ctx.memory.release(e.msg);
+    if (this.lagging && this.inflight.size < LAG_END) this.lagging = false;
   }
 
   /** [MQTT-3.3.2-5] queued copies whose lifetime has passed are deleted (here: to make room). */

@@ -15,6 +15,7 @@ import { Buffer } from "node:buffer";
 import { startBroker, type TestBroker } from "../helpers/broker.ts";
 import { connectV4, connectV5, type Packet, RawClient, type PacketOf, payloadText as text } from "../helpers/raw-client.ts";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
+import { frame, str, u16 } from "../helpers/frames.ts";
 
 const SLOW = { timeout: 30_000 };
 /** Bytes the accounting adds to payload + topic per message (session/memory.ts). */
@@ -135,6 +136,25 @@ describe("memory bounded in bytes", () => {
     await until(() => !b!.broker.sessions.has("gone-slow"), "the clean session to end");
     await until(() => m.held === 0, `memory to be released (messages ${m.messages}, output ${m.output})`);
     assert.equal(b.broker.wheel.watching, filedBefore + 1, "the closed connection is no longer filed");
+  });
+
+  it("what a lagging client holds does not pin the socket reads its messages arrived in", SLOW, async () => {
+    b = await startBroker({ maxInflight: 1000 });
+    const { client: slow } = await connectV4(b.port, "pin-slow");
+    await slow.subscribe("pin/t", { qos: 1 });
+    slow.socket.pause();
+    const { client: p } = await connectV4(b.port, "pin-pub");
+    // 400 small QoS 1 publishes in one write: each payload is a view of one large read
+    const one = (i: number) => frame(0x32, [...str("pin/t"), ...u16(i + 1), ...payload(i, 16)]);
+    const burst = Buffer.concat(Array.from({ length: 400 }, (_, i) => one(i)));
+    p.send(burst);
+    const s = b.broker.sessions.get("pin-slow")!;
+    await until(() => s.inflight.size + s.queue.length === 400, "all 400 to be held");
+    // past 256 unacknowledged the client lags: every payload it holds is its own copy
+    for (const e of [...s.inflight.values(), ...s.queue]) {
+      const pl = e.msg.payload;
+      assert.ok(pl.buffer.byteLength <= pl.byteLength + 256, `a 16-byte payload keeps ${pl.buffer.byteLength} bytes alive`);
+    }
   });
 
   it("a persistent session's queue is released when a clean start discards it", SLOW, async () => {
