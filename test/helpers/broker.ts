@@ -11,6 +11,7 @@ import { MemoryPersistence } from "../../src/persistence/memory.ts";
 import type { Persistence } from "../../src/persistence/persistence.ts";
 import type { Listener, ListenFn } from "../../src/transport.ts";
 import { after, before } from "node:test";
+import assert from "node:assert/strict";
 import { RawClient } from "./raw-client.ts";
 
 export const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
@@ -114,4 +115,13 @@ export function useBroker(
 export function uniqueIds(): (prefix: string) => string {
   let n = 0;
   return (prefix) => `${prefix}-${++n}`;
+}
+
+/** Poll (every 5 ms) until `cond` holds; fails naming `what` after `ms`. */
+export async function until(cond: () => boolean, what: string, ms = 1500): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }

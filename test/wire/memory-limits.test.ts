@@ -12,8 +12,8 @@
 import { afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
-import { connectV4, connectV5, type Packet, RawClient, type PacketOf, payloadText as text } from "../helpers/raw-client.ts";
+import { startBroker, type TestBroker, until } from "../helpers/broker.ts";
+import { connectV4, connectV5, type Packet, RawClient, payloadText as text, seqOf, seqPayload as payload } from "../helpers/raw-client.ts";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
 import { frame, str, u16 } from "../helpers/frames.ts";
 
@@ -21,20 +21,6 @@ const SLOW = { timeout: 30_000 };
 /** Bytes the accounting adds to payload + topic per message (session/memory.ts). */
 const OVERHEAD = 128;
 
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-function payload(seq: number, size: number): Uint8Array {
-  const b = Buffer.alloc(size, seq & 255);
-  b.writeUInt32BE(seq, 0);
-  return b;
-}
-const seqOf = (p: PacketOf<"publish">) => Buffer.from(p.payload).readUInt32BE(0);
 /** The reason code of an acknowledgement (0 when absent: success). */
 const code = (p: Packet | undefined) => (p as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
 
@@ -81,7 +67,7 @@ describe("memory bounded in bytes", () => {
     }
     assert.deepEqual(seen, Array.from({ length: fits }, (_, i) => i), "what fitted, in order");
     await slow.expectNoPacket(150);
-    await until(() => s.heldBytes === 0, "the acknowledged messages to be released");
+    await until(() => s.heldBytes === 0, "the acknowledged messages to be released", 5000);
     assert.equal(b.broker.memory.messages, 0);
   });
 
@@ -113,7 +99,7 @@ describe("memory bounded in bytes", () => {
       const got = await c.expectPacket("publish");
       c.sendPacket({ cmd: "puback", messageId: got.messageId });
     }
-    await until(() => b!.broker.memory.messages === 0, "the last holder to release it");
+    await until(() => b!.broker.memory.messages === 0, "the last holder to release it", 5000);
   });
 
   it("memory returns to 0 when a slow session ends: queued messages, output buffers, the keepalive wheel", SLOW, async () => {
@@ -127,14 +113,14 @@ describe("memory bounded in bytes", () => {
     // take, so the rest waits in the adapter's output buffer
     for (let i = 0; i < 20; i++) await p.publish("gone/q1", payload(i, 64 * 1024), { qos: 1 });
     for (let i = 0; i < 24; i++) p.publish("gone/q0", payload(i, 1024 * 1024), { qos: 0 });
-    await until(() => b!.broker.memory.output > 1024 * 1024, "output to pile up for the paused socket");
+    await until(() => b!.broker.memory.output > 1024 * 1024, "output to pile up for the paused socket", 5000);
     const m = b.broker.memory;
     assert.ok(m.messages >= 20 * 64 * 1024, `${m.messages} bytes of messages held`);
     assert.equal(b.broker.wheel.watching, filedBefore + 2);
 
     slow.destroy();
-    await until(() => !b!.broker.sessions.has("gone-slow"), "the clean session to end");
-    await until(() => m.held === 0, `memory to be released (messages ${m.messages}, output ${m.output})`);
+    await until(() => !b!.broker.sessions.has("gone-slow"), "the clean session to end", 5000);
+    await until(() => m.held === 0, `memory to be released (messages ${m.messages}, output ${m.output})`, 5000);
     assert.equal(b.broker.wheel.watching, filedBefore + 1, "the closed connection is no longer filed");
   });
 
@@ -149,7 +135,7 @@ describe("memory bounded in bytes", () => {
     const burst = Buffer.concat(Array.from({ length: 400 }, (_, i) => one(i)));
     p.send(burst);
     const s = b.broker.sessions.get("pin-slow")!;
-    await until(() => s.inflight.size + s.queue.length === 400, "all 400 to be held");
+    await until(() => s.inflight.size + s.queue.length === 400, "all 400 to be held", 5000);
     // past 256 unacknowledged the client lags: every payload it holds is its own copy
     for (const e of [...s.inflight.values(), ...s.queue]) {
       const pl = e.msg.payload;
@@ -162,7 +148,7 @@ describe("memory bounded in bytes", () => {
     const a = await connectV5(b.port, "gone-persist", { clean: false, properties: { sessionExpiryInterval: 300 } });
     await a.client.subscribe("gp/t", { qos: 1 });
     a.client.disconnect();
-    await until(() => b!.broker.sessions.get("gone-persist")?.client === undefined, "the session to be detached");
+    await until(() => b!.broker.sessions.get("gone-persist")?.client === undefined, "the session to be detached", 5000);
     const { client: p } = await connectV5(b.port, "gp-pub");
     for (let i = 0; i < 5; i++) await p.publish("gp/t", payload(i, 10_000), { qos: 1 });
     assert.equal(b.broker.memory.messages, 5 * (10_000 + "gp/t".length + OVERHEAD));
@@ -202,7 +188,7 @@ describe("--max-memory-bytes: shed QoS 0, then refuse QoS 1/2, then refuse conne
     const keeper = await connectV5(b.port, "keeper", { clean: false, properties: { sessionExpiryInterval: 600 } });
     await keeper.client.subscribe(T, { qos: 1 });
     keeper.client.disconnect();
-    await until(() => b!.broker.sessions.get("keeper")?.client === undefined, "the session to be detached");
+    await until(() => b!.broker.sessions.get("keeper")?.client === undefined, "the session to be detached", 5000);
     const { client: by } = await connectV4(b.port, "bystander");
     await by.subscribe("shed/live", { qos: 1 });
     const { client: p5 } = await connectV5(b.port, "pub5");
@@ -271,7 +257,7 @@ describe("--max-memory-bytes: shed QoS 0, then refuse QoS 1/2, then refuse conne
       assert.equal(seqOf(got), i);
       back.client.sendPacket({ cmd: "puback", messageId: got.messageId });
     }
-    await until(() => m.level === 0, "the level to drop once the queue is drained");
+    await until(() => m.level === 0, "the level to drop once the queue is drained", 5000);
     assert.equal(m.messages, 0);
     const now = await connectV4(tb.port, "new-4-again");
     assert.equal(now.connack.returnCode, 0);
