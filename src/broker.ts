@@ -258,6 +258,7 @@ export class Broker implements BrokerContext, Acceptor {
       if (will) this.publishWill(will, s.clientId);
       return;
     }
+    s.detached(); // its messages in flight may now wait long: compact them
     // shared-subscription messages queued here and not sent yet go to a connected member of
     // their group now (routing/shared.ts); what was sent waits for this session to come back
     const unsent = s.takeUnsentShared((share) => this.router.canHandOver(share, s.clientId));

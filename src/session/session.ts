@@ -147,6 +147,11 @@ export class Session implements Subscriber {
     if (this.persistent) return this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);
   }
 
+  /** The client went away and the session stays: what it holds may wait long (see lagging). */
+  detached(): void {
+    this.startLagging();
+  }
+
   /** The client fell behind: what it holds in flight stops pinning socket reads (see lagging). */
   private startLagging(): void {
     this.lagging = true;
@@ -161,7 +166,7 @@ export class Session implements Subscriber {
   /** The entry left inflight / the queue (acknowledged, dropped, handed over, session gone). */
   private release(e: OutgoingEntry): void {
     this.heldBytes -= this.ctx.memory.release(e.msg);
-    if (this.lagging && this.inflight.size < LAG_END) this.lagging = false;
+    if (this.lagging && (this._inflight?.size ?? 0) < LAG_END) this.lagging = false;
   }
 
   /** [MQTT-3.3.2-5] queued copies whose lifetime has passed are deleted (here: to make room). */

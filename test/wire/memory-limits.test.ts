@@ -143,6 +143,22 @@ describe("memory bounded in bytes", () => {
     }
   });
 
+  it("messages in flight to a client that went away stop pinning socket reads; a client that keeps up pays no copy", SLOW, async () => {
+    b = await startBroker();
+    const a = await connectV5(b.port, "pin-away", { clean: false, properties: { sessionExpiryInterval: 300 } });
+    await a.client.subscribe("pin/away", { qos: 1 });
+    const { client: p } = await connectV4(b.port, "pin-pub2");
+    const one = (i: number) => frame(0x32, [...str("pin/away"), ...u16(i + 1), ...payload(i, 16)]);
+    p.send(Buffer.concat(Array.from({ length: 10 }, (_, i) => one(i))));
+    const s = b.broker.sessions.get("pin-away")!;
+    await until(() => s.inflight.size === 10, "10 in flight", 5000);
+    const views = () => [...s.inflight.values()].filter((e) => e.msg.payload.buffer.byteLength > 16 + 256).length;
+    assert.equal(views(), 10, "in flight to a connected client: still views of the read (no copy)");
+    a.client.destroy();
+    await until(() => s.client === undefined, "the session to be detached", 5000);
+    assert.equal(views(), 0, "kept for a client that is gone: each its own copy");
+  });
+
   it("a persistent session's queue is released when a clean start discards it", SLOW, async () => {
     b = await startBroker();
     const a = await connectV5(b.port, "gone-persist", { clean: false, properties: { sessionExpiryInterval: 300 } });
