@@ -13,7 +13,7 @@
  * starting with $ are not matched by a leading wildcard [MQTT-4.7.2-1]; subscribe to
  * `$SYS/#`. The clock is the broker's (a manual clock drives it in tests).
  */
-import type { StoredMessage } from "./persistence/persistence.ts";
+import type { StoredMessage } from "./message.ts";
 import type { BrokerContext } from "./session/context.ts";
 
 const enc = new TextEncoder();

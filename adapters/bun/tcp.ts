@@ -4,8 +4,10 @@
  * Bun's socket.write returns the bytes it took and may be partial: the rest is queued here
  * and flushed on `drain`, and bufferedAmount tells the core how far behind the socket is.
  * One small object per socket (it is the socket's `data` too): idle connections are cheap.
+ * close() lingers (see LINGER_MS): FIN first, input discarded until the peer closes too.
  */
 import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions } from "../../src/transport.ts";
+import { LINGER_BYTES, LINGER_MS } from "../../src/transport.ts";
 
 class BunConnection implements Connection {
   events!: ConnectionEvents;
@@ -14,6 +16,8 @@ class BunConnection implements Connection {
   bufferedAmount = 0;
   private closing = false;
   closed = false;
+  /** While lingering after close(): the deadline and the bytes discarded so far. */
+  private linger: { timer: ReturnType<typeof setTimeout>; bytes: number } | undefined;
 
   constructor(private readonly socket: Bun.Socket<BunConnection>) {}
 
@@ -52,15 +56,38 @@ class BunConnection implements Connection {
       this.bufferedAmount -= b.length;
     }
     this.pending = undefined;
-    if (this.closing) this.socket.end();
+    if (this.closing) this.startLinger();
     return true;
   }
 
   close(): void {
     if (this.closed || this.closing) return;
     this.closing = true;
-    if (this.bufferedAmount === 0) this.socket.end();
-    else setTimeout(() => { if (!this.closed) this.socket.terminate(); }, 2000);
+    if (this.bufferedAmount === 0) this.startLinger();
+    else setTimeout(() => { if (!this.closed) this.socket.terminate(); }, LINGER_MS);
+  }
+
+  /** Everything is written: send FIN, keep reading until the peer closes or the time is up. */
+  private startLinger(): void {
+    if (this.closed || this.linger) return;
+    this.socket.shutdown(); // the peer reads what we sent, then end of stream
+    const timer = setTimeout(() => { if (!this.closed) this.socket.terminate(); }, LINGER_MS);
+    (timer as { unref?: () => void }).unref?.();
+    this.linger = { timer, bytes: 0 };
+  }
+
+  /** Input while lingering is discarded; true when it was (the core is done with it). */
+  discard(n: number): boolean {
+    const l = this.linger;
+    if (!l) return false;
+    l.bytes += n;
+    if (l.bytes > LINGER_BYTES && !this.closed) this.socket.terminate();
+    return true;
+  }
+
+  gone(): void {
+    this.closed = true;
+    if (this.linger) clearTimeout(this.linger.timer);
   }
 }
 
@@ -77,19 +104,19 @@ export async function listenTcp(acceptor: Acceptor, opts: ListenOptions & { tls?
         conn.events = acceptor.accept(conn);
       },
       data(socket, data) {
-        socket.data.events.data(data);
+        if (!socket.data.discard(data.length)) socket.data.events.data(data);
       },
       drain(socket) {
         if (socket.data.flushPending()) socket.data.events.drain();
       },
       close(socket, err) {
-        socket.data.closed = true;
+        socket.data.gone();
         socket.data.events.close(err ?? undefined);
       },
       error(socket, err) {
         const conn = socket.data;
         if (!conn) return;
-        conn.closed = true;
+        conn.gone();
         conn.events.close(err);
       },
     },

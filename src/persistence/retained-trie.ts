@@ -5,7 +5,7 @@
  * root, `+` and `#` skip children whose name starts with `$` [MQTT-4.7.2-1].
  * Empty branches are pruned on delete so the trie never outgrows what it stores.
  */
-import type { MessageHolder, StoredMessage } from "./persistence.ts";
+import type { MessageHolder, StoredMessage } from "../message.ts";
 
 class Node {
   readonly children = new Map<string, Node>();

@@ -16,7 +16,7 @@
  * (session/handlers/publish.ts, connect.ts). A session's own share is bounded separately
  * (--max-queued-bytes, session.ts).
  */
-import type { MessageHolder, StoredMessage } from "../persistence/persistence.ts";
+import type { MessageHolder, StoredMessage } from "../message.ts";
 
 /** Counted per message for the objects around the payload (message, entry, strings). */
 const MESSAGE_OVERHEAD = 128;

@@ -11,7 +11,7 @@
  * (--max-queued-bytes). Every entry that enters inflight or the queue is held in the broker's
  * memory account (memory.ts) and released when it leaves, by whatever way it leaves.
  */
-import type { OutgoingEntry, StoredMessage, StoredSubscription, StoredWill } from "../persistence/persistence.ts";
+import type { OutgoingEntry, StoredMessage, StoredSubscription, StoredWill } from "../message.ts";
 import type { DeliveryOptions, Subscriber } from "../routing/router.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Client } from "./client.ts";
@@ -21,6 +21,14 @@ export const NEVER_EXPIRES = 0xffffffff;
 /** Unacknowledged messages at which a client counts as lagging, and below which it no longer does. */
 const LAG_START = 256;
 const LAG_END = 32;
+
+/** A delivery waiting for the session to be set up (Session.hold). */
+interface Held {
+  msg: StoredMessage;
+  o: DeliveryOptions;
+  done?: { resolve: () => void; reject: (e: unknown) => void };
+}
+
 
 /** Shared empty placeholders, replaced by a real array on first push (see the fields below). */
 const NONE: OutgoingEntry[] = Object.freeze([]) as unknown as OutgoingEntry[];
@@ -49,7 +57,7 @@ export class Session implements Subscriber {
   pendingWill: StoredWill | undefined;
   willTimer: unknown;
   droppedMessages = 0;
-  /** Bytes of the messages in inflight + queue (each entry counted, see hold/release). */
+  /** Bytes of the messages in inflight + queue (each entry counted, see count/uncount). */
   heldBytes = 0;
   /**
    * Set while the client lags (a message had to wait behind its window, or LAG_START are
@@ -59,8 +67,20 @@ export class Session implements Subscriber {
    * A client that keeps up never pays for the copy.
    */
   private lagging = false;
+  /**
+   * While the session is being set up on this node (taken over from another node, or adopted
+   * from a dead one) deliveries wait here, in order; those drained from a dead node's inbox
+   * (older) apart from the rest. See hold() / unhold().
+   */
+  private held: { old: Held[]; fresh: Held[]; ready: Promise<void>; done: () => void } | undefined;
 
   constructor(readonly clientId: string, private readonly ctx: BrokerContext) {}
+
+  private _writeFailed: ((e: unknown) => void) | undefined;
+  /** A write of this session's state failed: logged and counted, or the session moved away. */
+  private get writeFailed(): (e: unknown) => void {
+    return this._writeFailed ??= (e) => this.ctx.sessionWriteFailed(this, "session state not stored", e);
+  }
 
   get subscriptions(): Map<string, StoredSubscription> {
     return this._subscriptions ??= new Map();
@@ -102,9 +122,63 @@ export class Session implements Subscriber {
     return this.inflight.size - this.resendPids.length;
   }
 
+  /** Hold deliveries until unhold() (the session's state is still being loaded). */
+  hold(): void {
+    if (this.held) return;
+    let done!: () => void;
+    const ready = new Promise<void>((r) => (done = r));
+    this.held = { old: [], fresh: [], ready, done };
+  }
+
+  get holding(): boolean {
+    return this.held !== undefined;
+  }
+
+  /** Resolves once the session is set up (unhold), at once when it is not held. */
+  ready(): Promise<void> {
+    return this.held?.ready ?? Promise.resolve();
+  }
+
+  /**
+   * Deliver what was held, drained messages first, skipping any message the loaded state has
+   * already (it arrived on two paths while the session moved). Each held delivery's promise
+   * settles with its real delivery.
+   */
+  unhold(): void {
+    const h = this.held;
+    if (h === undefined) return;
+    this.held = undefined;
+    const have = new Set<string>();
+    for (const e of this.queue) have.add(e.msg.id);
+    if (this._inflight) for (const e of this._inflight.values()) have.add(e.msg.id);
+    for (const list of [h.old, h.fresh]) {
+      for (const d of list) {
+        if (have.has(d.msg.id)) {
+          d.done?.resolve();
+          continue;
+        }
+        have.add(d.msg.id);
+        const r = this.deliver(d.msg, d.o);
+        if (d.done) {
+          if (r) r.then(d.done.resolve, d.done.reject);
+          else d.done.resolve();
+        }
+      }
+    }
+    h.done();
+  }
+
   /** Route entry point: one message for this session. */
   deliver(msg: StoredMessage, o: DeliveryOptions): Promise<void> | void {
     if (msg.expiresAt !== undefined && msg.expiresAt <= this.ctx.clock.now()) return;
+    if (this.held !== undefined) {
+      const d: Held = { msg, o };
+      (o.drained ? this.held.old : this.held.fresh).push(d);
+      if (o.qos === 0) return;
+      compactPayload(msg);
+      // a QoS 1/2 publisher is acknowledged once the real delivery is stored
+      return new Promise<void>((resolve, reject) => (d.done = { resolve, reject }));
+    }
     if (o.qos === 0) {
       // QoS 0 goes to a live connection only; it is not queued for an offline session
       this.client?.sendPublish(msg, 0, o.retain, o.subscriptionIds, 0, false);
@@ -143,8 +217,13 @@ export class Session implements Subscriber {
       if (!this.lagging) this.startLagging();
       this.queue.push(entry);
     }
-    this.hold(entry);
-    if (this.persistent) return this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);
+    this.count(entry);
+    if (this.persistent) {
+      const stored = this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);
+      // whoever waits on it (a publisher's ack) handles a failure; a lost ownership is ours
+      stored.catch((e) => (e as Error)?.name === "FencedError" && this.writeFailed(e));
+      return stored;
+    }
   }
 
   /** The client went away and the session stays: what it holds may wait long (see lagging). */
@@ -159,12 +238,12 @@ export class Session implements Subscriber {
   }
 
   /** The entry entered inflight or the queue: its message counts for this session and the broker. */
-  private hold(e: OutgoingEntry): void {
+  private count(e: OutgoingEntry): void {
     this.heldBytes += this.ctx.memory.hold(e.msg);
   }
 
   /** The entry left inflight / the queue (acknowledged, dropped, handed over, session gone). */
-  private release(e: OutgoingEntry): void {
+  private uncount(e: OutgoingEntry): void {
     this.heldBytes -= this.ctx.memory.release(e.msg);
     if (this.lagging && (this._inflight?.size ?? 0) < LAG_END) this.lagging = false;
   }
@@ -174,8 +253,8 @@ export class Session implements Subscriber {
     const now = this.ctx.clock.now();
     this.queue = this.queue.filter((e) => {
       if (e.msg.expiresAt === undefined || e.msg.expiresAt > now) return true;
-      this.release(e);
-      if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+      this.uncount(e);
+      if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
       return false;
     });
   }
@@ -203,7 +282,7 @@ export class Session implements Subscriber {
     const pid = this.allocPid();
     if (!c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, dup)) {
       // larger than the client's Maximum Packet Size: discarded for this client [MQTT-3.1.2-25]
-      if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+      if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
       return false;
     }
     e.packetId = pid;
@@ -228,12 +307,12 @@ export class Session implements Subscriber {
     while (i < this.queue.length && this.inflight.size < c.sendWindow) {
       const e = this.queue[i++];
       if (e.msg.expiresAt !== undefined && e.msg.expiresAt <= now) {
-        this.release(e);
-        if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+        this.uncount(e);
+        if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
         continue; // [MQTT-3.3.2-5] expired while queued: not delivered
       }
-      if (!this.send(c, e, false)) this.release(e); // too large for this client: dropped
-      else if (this.persistent) void this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(() => {});
+      if (!this.send(c, e, false)) this.uncount(e); // too large for this client: dropped
+      else if (this.persistent) this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(this.writeFailed);
     }
     if (i > 0) this.queue = this.queue.slice(i);
   }
@@ -243,9 +322,9 @@ export class Session implements Subscriber {
     const e = this.inflight.get(pid);
     if (!e || (expect === "sent" ? e.qos !== 1 : e.state !== "released")) return false;
     this.inflight.delete(pid);
-    this.release(e);
+    this.uncount(e);
     if (this.resendPids.length > 0) this.unpend(pid);
-    if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+    if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
     this.pump();
     return true;
   }
@@ -264,7 +343,7 @@ export class Session implements Subscriber {
     }
     if (e.state !== "released") {
       e.state = "released";
-      if (this.persistent) void this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(() => {});
+      if (this.persistent) this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(this.writeFailed);
     }
     return true;
   }
@@ -277,8 +356,8 @@ export class Session implements Subscriber {
   /** A message this client can never take (larger than its Maximum Packet Size) [MQTT-3.1.2-25]. */
   private discard(pid: number, e: OutgoingEntry): void {
     this.inflight.delete(pid);
-    this.release(e);
-    if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+    this.uncount(e);
+    if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
   }
 
   /**
@@ -313,8 +392,8 @@ export class Session implements Subscriber {
     this.queue = this.queue.filter((e) => {
       if (e.share === undefined || !canHandOver(e.share)) return true;
       out.push(e);
-      this.release(e); // the member that takes it holds it from now on
-      if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+      this.uncount(e); // the member that takes it holds it from now on
+      if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
       return false;
     });
     return out;
@@ -334,7 +413,7 @@ export class Session implements Subscriber {
 
   /** Replace in-memory outgoing state with what persistence holds (restart / other node). */
   restoreOutgoing(entries: OutgoingEntry[]): void {
-    this.releaseAll();
+    this.uncountAll();
     this.inflight.clear();
     this.queue = NONE;
     this.resendPids = NO_PIDS;
@@ -342,27 +421,27 @@ export class Session implements Subscriber {
     for (const e of entries) {
       if (e.state !== "queued" && e.packetId && !this.inflight.has(e.packetId)) {
         this.inflight.set(e.packetId, e);
-        this.hold(e);
+        this.count(e);
       } else {
         if (this.queue === NONE) this.queue = [];
         const q: OutgoingEntry = { ...e, state: "queued", packetId: undefined };
         this.queue.push(q);
-        this.hold(q);
+        this.count(q);
       }
     }
   }
 
   /** The session ends: everything it held is let go (and stops counting). */
   clearQueues(): void {
-    this.releaseAll();
+    this.uncountAll();
     this._inflight?.clear();
     this.queue = NONE;
     this.resendPids = NO_PIDS;
     this._incomingQos2?.clear();
   }
 
-  private releaseAll(): void {
-    if (this._inflight !== undefined) for (const e of this._inflight.values()) this.release(e);
-    for (const e of this.queue) this.release(e);
+  private uncountAll(): void {
+    if (this._inflight !== undefined) for (const e of this._inflight.values()) this.uncount(e);
+    for (const e of this.queue) this.uncount(e);
   }
 }

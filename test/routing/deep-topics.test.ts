@@ -9,7 +9,7 @@ import { TopicTrie } from "../../src/routing/topic-trie.ts";
 import { RetainedTrie } from "../../src/persistence/retained-trie.ts";
 import { exceedsLevels } from "../../src/routing/topic.ts";
 import { Router } from "../../src/routing/router.ts";
-import type { StoredMessage } from "../../src/persistence/persistence.ts";
+import type { StoredMessage } from "../../src/message.ts";
 
 const LEVELS = 100_000;
 /** "a/a/.../a" with LEVELS levels. */
