@@ -20,6 +20,7 @@ export function topicNameError(topic: string): string | undefined {
  * so a topic of 65,535 '/' costs no more than one within the limit (--max-topic-levels).
  */
 export function exceedsLevels(s: string, max: number): boolean {
+  if (s.length < max) return false; // n characters make at most n + 1 levels: the common case is free
   let levels = 1;
   for (let i = s.indexOf("/"); i !== -1; i = s.indexOf("/", i + 1)) {
     if (++levels > max) return true;
