@@ -8,6 +8,7 @@ import type { Router } from "../routing/router.ts";
 import type { Client } from "./client.ts";
 import type { Session } from "./session.ts";
 import type { KeepaliveWheel } from "./keepalive.ts";
+import type { MemoryAccount } from "./memory.ts";
 
 export interface Stats {
   connections: number;
@@ -19,6 +20,12 @@ export interface Stats {
   protocolErrors: number;
   /** Writes to the store that failed (each also logged). */
   persistenceErrors: number;
+  /** QoS 0 publishes dropped because the broker was past 80 % of --max-memory-bytes. */
+  shedQos0: number;
+  /** QoS 1/2 publishes refused (0x97, or 3.1.1 closed) past 90 % of --max-memory-bytes. */
+  refusedPublishes: number;
+  /** Connections refused (0x89 / 3.1.1 0x03) past --max-memory-bytes. */
+  refusedConnections: number;
 }
 
 export interface BrokerContext {
@@ -30,6 +37,8 @@ export interface BrokerContext {
   readonly stats: Stats;
   readonly sessions: Map<string, Session>;
   readonly wheel: KeepaliveWheel;
+  /** Bytes held for messages and the memory pressure level (memory.ts). */
+  readonly memory: MemoryAccount;
   /** Route a message from a client (or a will); resolves when everything it needs is stored. */
   publish(msg: StoredMessage, publisher?: string): { matched: number; done?: Promise<unknown> };
   newMessageId(): string;
