@@ -256,9 +256,10 @@ export class Broker implements RegistryHost, Acceptor {
     const cl = this.cluster;
     if (cl.enabled) {
       await cl.bus.start({
-        forwards: (list: Forward[], _from: string, drainOf?: string) => {
+        forwards: (list: Forward[], _from: string, drainOf?: string, skip?: (clientId: string) => boolean) => {
           const only = drainOf === undefined ? undefined : this.adopting.get(drainOf);
-          return cl.deliver(list, only === undefined ? undefined : (id) => only.has(id));
+          if (only === undefined) return cl.deliver(list);
+          return cl.deliver(list, skip === undefined ? (id) => only.has(id) : (id) => only.has(id) && !skip(id));
         },
         routes: (node, added, removed, reset) => {
           if (reset) cl.remote.reset(node, added);

@@ -3,6 +3,8 @@
  * Sources (flags, environment, JSON file) are merged in cli.ts; this module only knows
  * the shape and the rules.
  */
+import { redisTarget } from "./redis-config.ts";
+
 export interface Config {
   host: string;
   port: number;
@@ -11,6 +13,17 @@ export interface Config {
   persistence: "memory" | "redis";
   redisUrl: string;
   redisPrefix: string;
+  /** TLS (rediss://): CA certificate file, client certificate and key files (PEM). */
+  redisTlsCa: string;
+  redisTlsCert: string;
+  redisTlsKey: string;
+  /** Sentinel set-up: "host:port,..." of the sentinels, and the name of the master they watch. */
+  redisSentinels: string;
+  redisSentinelName: string;
+  /** Redis Cluster: "host:port,..." of some of its nodes. */
+  redisCluster: string;
+  /** Acknowledge QoS 1/2 only once this many replicas have the write (Redis WAIT); 0 = do not wait. */
+  redisWaitReplicas: number;
   /** Milliseconds a new connection may take to send CONNECT. */
   connectTimeoutMs: number;
   /** Largest packet accepted (bytes, whole packet) — MQTT 5 Maximum Packet Size. */
@@ -71,6 +84,13 @@ export const defaults: Config = {
   persistence: "memory",
   redisUrl: "redis://127.0.0.1:6379",
   redisPrefix: "colibri:",
+  redisTlsCa: "",
+  redisTlsCert: "",
+  redisTlsKey: "",
+  redisSentinels: "",
+  redisSentinelName: "mymaster",
+  redisCluster: "",
+  redisWaitReplicas: 0,
   connectTimeoutMs: 10_000,
   maxPacketSize: 16 * 1024 * 1024,
   maxConnectSize: 64 * 1024,
@@ -117,6 +137,13 @@ export const rules: Record<keyof Config, Rule> = {
   persistence: { kind: "enum", values: ["memory", "redis"] },
   redisUrl: { kind: "string" },
   redisPrefix: { kind: "string" },
+  redisTlsCa: { kind: "string" },
+  redisTlsCert: { kind: "string" },
+  redisTlsKey: { kind: "string" },
+  redisSentinels: { kind: "string" },
+  redisSentinelName: { kind: "string" },
+  redisCluster: { kind: "string" },
+  redisWaitReplicas: { kind: "int", min: 0, max: 100 },
   connectTimeoutMs: { kind: "int", min: 100, max: 3_600_000 },
   maxPacketSize: { kind: "int", min: 64, max: 268_435_460 },
   maxConnectSize: { kind: "int", min: 64, max: 268_435_460 },
@@ -187,11 +214,7 @@ export function coerce(key: keyof Config, raw: unknown, source: string): unknown
 
 /** Cross-field checks after merging. */
 export function validate(c: Config): Config {
-  if (c.persistence === "redis" && !/^rediss?:\/\//.test(c.redisUrl)) {
-    throw new ConfigError(
-      `invalid value ${JSON.stringify(c.redisUrl)} for --redis-url: expected redis://host:port or rediss://host:port`,
-    );
-  }
+  redisTarget(c); // the Redis options checked together (redis-config.ts)
   return c;
 }
 

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { helpText, parseCli, VERSION } from "./cli.ts";
 import { type Config, ConfigError } from "./config.ts";
+import { redisTarget } from "./redis-config.ts";
 import { Broker } from "./broker.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { MemoryPersistence } from "./persistence/memory.ts";
@@ -29,12 +30,11 @@ async function openStore(config: Config, log: Logger): Promise<{ persistence: Pe
   if (config.persistence === "memory") return { persistence: new MemoryPersistence() };
   const { RedisPersistence } = await import("../adapters/redis/redis.ts");
   const { RedisBus } = await import("../adapters/redis/bus.ts");
-  const persistence = await RedisPersistence.connect({ url: config.redisUrl, prefix: config.redisPrefix, logger: log });
-  const incarnation = Math.floor(Math.random() * 36 ** 4).toString(36).padStart(4, "0");
-  const bus = new RedisBus(persistence, {
-    nodeId: `${config.nodeId}#${incarnation}`, url: config.redisUrl, prefix: config.redisPrefix,
-    leaseMs: config.nodeLeaseMs, logger: log,
+  const persistence = await RedisPersistence.connect({
+    ...redisTarget(config), prefix: config.redisPrefix, waitReplicas: config.redisWaitReplicas, logger: log,
   });
+  const incarnation = Math.floor(Math.random() * 36 ** 4).toString(36).padStart(4, "0");
+  const bus = new RedisBus(persistence, { nodeId: `${config.nodeId}#${incarnation}`, leaseMs: config.nodeLeaseMs, logger: log });
   return { persistence, bus };
 }
 
@@ -70,7 +70,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     ({ persistence, bus } = await openStore(config, log));
   } catch (e) {
-    fatal(`${(e as Error).message} (check --redis-url, or use --persistence memory)`);
+    const m = (e as Error).message;
+    fatal(/--redis-/.test(m) ? m : `${m} (check --redis-url, or use --persistence memory)`);
   }
   const broker = new Broker({ config, persistence, log, bus });
   await broker.start();

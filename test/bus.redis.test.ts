@@ -18,7 +18,7 @@ runBusSuite("redis", {
   async make(id: string): Promise<BusNode> {
     const persistence = await RedisPersistence.connect({ url: URL, prefix: PREFIX, logger: quiet });
     stores.push(persistence);
-    const bus = new RedisBus(persistence, { nodeId: `${id}#${Math.random().toString(36).slice(2, 6)}`, url: URL, prefix: PREFIX, leaseMs: LEASE, logger: quiet });
+    const bus = new RedisBus(persistence, { nodeId: `${id}#${Math.random().toString(36).slice(2, 6)}`, leaseMs: LEASE, logger: quiet });
     return { bus, persistence };
   },
   async close() {

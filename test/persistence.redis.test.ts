@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import type { Persistence } from "../src/persistence/persistence.ts";
 import { RedisPersistence } from "../adapters/redis/redis.ts";
+import { Keys } from "../adapters/redis/keys.ts";
 import { runPersistenceSuite } from "./conformance/persistence.ts";
 import { entry, msg, session, timed } from "./conformance/fixtures.ts";
 import { freePort, RedisServer, silentServer } from "./helpers/redis-server.ts";
@@ -45,7 +46,7 @@ async function open(prefix: string): Promise<RedisPersistence> {
 runPersistenceSuite("redis", () => open(`${RUN}${++stores}:`), {
   peer: (p) => open(prefixes.get(p)!),
   countKeys: (p) => countKeys(`${prefixes.get(p)}*`),
-  countBodies: (p) => countKeys(`${prefixes.get(p)}m:*`),
+  countBodies: (p) => countKeys(`${prefixes.get(p)}{g:*}:m:*`),
   cleanup: () => deleteKeys(`${RUN}*`),
 });
 
@@ -69,10 +70,10 @@ describe("redis persistence: storage cost", () => {
       // wrote 201 sets holding the 60 KB topic each; now the first 8 levels and the depth
       const topic = Array.from({ length: 200 }, (_, i) => `${i}`.padStart(300, "l")).join("/");
       await p.putRetained(msg({ topic, retain: true }));
-      assert.equal(await countKeys(`${prefix}*`), 1 + 8 + 1, "ret hash + 8 level sets + 1 depth set");
+      assert.equal(await countKeys(`${prefix}{r}*`), 1 + 8 + 1, "ret hash + 8 level sets + 1 depth set");
       assert.deepStrictEqual((await p.matchRetained("#")).map((m) => m.topic === topic), [true]);
       await p.deleteRetained(topic);
-      assert.equal(await countKeys(`${prefix}*`), 0, "every index set emptied and gone");
+      assert.equal(await countKeys(`${prefix}{r}*`), 0, "every index set emptied and gone");
     } finally {
       await p.close();
       await deleteKeys(`${prefix}*`);
@@ -86,8 +87,9 @@ describe("redis persistence: storage cost", () => {
       const big = msg({ payload: new Uint8Array(64 * 1024).fill(7) });
       await Promise.all(Array.from({ length: 20 }, (_, i) => p.enqueue(`c${i}`, [entry(big)])));
       if (admin.status === "wait") await admin.connect();
-      const perSession = Number(await admin.memory("USAGE", `${prefix}e:c3`)) + Number(await admin.memory("USAGE", `${prefix}q:c3`));
-      const body = Number(await admin.memory("USAGE", `${prefix}m:${big.id}`));
+      const g = new Keys(prefix).group("c3");
+      const perSession = Number(await admin.memory("USAGE", g.entries("c3"))) + Number(await admin.memory("USAGE", g.queue("c3")));
+      const body = Number(await admin.memory("USAGE", g.msg(big.id)));
       assert.ok(perSession < 1024, `per-session cost ${perSession} B`);
       assert.ok(body > 64 * 1024, `body ${body} B`);
     } finally {

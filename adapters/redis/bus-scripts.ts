@@ -1,7 +1,8 @@
 /**
  * Lua scripts of the cluster bus (bus.ts); key names in keys.ts. Each is one atomic step that
  * other nodes may race: leases and lease checks use the Redis clock (TIME), so the nodes'
- * clocks never have to agree.
+ * clocks never have to agree. Each touches one slot: the cluster-wide keys ({c}), one node's
+ * keys ({n:<node>}) or one session group's ({g:<k>}).
  */
 import type { ScriptDef } from "./scripts.ts";
 import { CURSOR } from "./lua.ts";
@@ -53,18 +54,19 @@ return broadcast(KEYS[2], KEYS[3], 'r', ARGV[1], ARGV[3])`,
 };
 
 /**
- * KEYS: inbox of the target, nodes. ARGV: target, kind, sender, data.
- * Appends unless the target has left the cluster (then 0: its sessions live elsewhere now).
+ * KEYS: inbox of the target, its live marker. ARGV: kind, sender, data.
+ * Appends unless the target has been buried (then 0: its sessions live elsewhere now). The
+ * marker lives in the inbox's slot, so the check and the append are one step on any topology.
  */
 export const send: ScriptDef = {
   keys: 2,
   lua: `
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false then return 0 end
-return redis.call('XADD', KEYS[1], '*', 'k', ARGV[2], 's', ARGV[3], 'd', ARGV[4])`,
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+return redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 's', ARGV[2], 'd', ARGV[3])`,
 };
 
 /**
- * KEYS: o:<cid>, owned:self. ARGV: self, new token, mode, expected, cid.
+ * KEYS: o:<cid>, the group's owned set of this node. ARGV: self, new token, mode, expected, cid.
  * mode: token (the owner's token is `expected`), node (the owner is node `expected`),
  * none (no owner), any. Returns the new token, or false.
  */
@@ -81,7 +83,7 @@ redis.call('SADD', KEYS[2], ARGV[5])
 return ARGV[2]`,
 };
 
-/** KEYS: o:<cid>, owned:self. ARGV: token, cid. Gives ownership up if the token is current. */
+/** KEYS: o:<cid>, the group's owned set of this node. ARGV: token, cid. Gives ownership up if the token is current. */
 export const disown: ScriptDef = {
   keys: 2,
   lua: `
@@ -124,14 +126,14 @@ return broadcast(KEYS[2], KEYS[3], 'g', ARGV[2], ARGV[1])`,
 };
 
 /**
- * KEYS: nodes, in:<dead>, cur:<dead>, owned:<dead>, reap:<dead>. ARGV: dead node.
- * Last step of burying: the node and its inbox are gone.
+ * KEYS: nodes, reap:<dead>. ARGV: dead node.
+ * Last step of burying (after its own keys and its group indexes are gone): the node is gone.
  */
-export const remove: ScriptDef = {
-  keys: 5,
+export const unlist: ScriptDef = {
+  keys: 2,
   lua: `
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[2])
 return 1`,
 };
 

@@ -1,11 +1,12 @@
 /**
- * The cluster bus on one Redis (the seam is src/cluster/bus.ts; key schema in keys.ts).
+ * The cluster bus on Redis: a single Redis, a Sentinel set-up or a Redis Cluster (the seam is
+ * src/cluster/bus.ts; key schema in keys.ts, the reasoning for each topology in docs/redis.md).
  *
  * - Inbox per node: a Redis stream. What a node sends to another within one tick is one XADD
  *   (forwarded messages batched, src/cluster/wire.ts), so per-publisher order holds and a QoS 1/2
  *   publisher is acknowledged once the message is in the target's inbox. The owner reads it with
  *   XREAD on a connection of its own, remembers how far everything read is processed and stored
- *   (cur:<n>) and trims the stream there; the survivor that reaps a dead node drains the rest.
+ *   (its cursor) and trims the stream there; the survivor that reaps a dead node drains the rest.
  * - Route table: a set of filters per node, changed by a script that also appends the delta to a
  *   broadcast stream (`bus`, numbered: a node that sees a gap reloads the whole table). Every
  *   node applies a delta and acknowledges it into the sender's inbox; routes() resolves when
@@ -14,28 +15,32 @@
  *   A node that finds another's lease lapsed (and has itself been in touch for a whole lease,
  *   so that an outage of Redis does not make everyone look dead) competes for its reap lock; the
  *   winner adopts its sessions, drops its routes everywhere, drains its inbox, deletes its keys.
- * - Ownership: o:<cid> {node, token} changed only by compare-and-set (claim), a CONNECT lock
- *   per client id, and the persistence's fencing (redis.ts) on every session write.
+ * - Ownership: {node, token} per client id changed only by compare-and-set (claim), a CONNECT
+ *   lock per client id, and the persistence's fencing (redis.ts) on every session write.
  *
- * Commands go through the persistence's connection (auto-pipelined), so a node's session writes
- * and its messages to other nodes leave in the order they were made: an answer to "release" is
- * only read by the asker after every write the releasing node made before it.
+ * Order between nodes. One inbox is one stream on one server, read in order. Between different
+ * keys a node's commands are not ordered on Redis Cluster (they go to different shards on
+ * different connections), so where the design needs "A's earlier write is in place before B
+ * sees A's later message" it waits for the earlier write's reply first:
+ * - a route change (or a dead node's removal) is acknowledged only once every forward this node
+ *   sent before applying it is stored (afterSends): a node that has all acknowledgements knows
+ *   that anything routed the old way is already in the inboxes (subscribe race, takeover,
+ *   draining a dead node's inbox);
+ * - the answer to "release" is sent only once every write the releasing node made for its
+ *   sessions is answered (persistence barrier), so the new owner loads all of it.
  */
-import type { Redis } from "ioredis";
 import type { RedisPersistence } from "./redis.ts";
 import { Buffer } from "node:buffer";
 import type { BusHandler, BusStats, ClusterBus, Expect, Owner, Request } from "../../src/cluster/bus.ts";
 import type { StoredMessage } from "../../src/message.ts";
 import { decodeForwards, ForwardBatch } from "../../src/cluster/wire.ts";
-import { closeRedis, openRedis, type RedisLogger } from "./connection.ts";
-import { Keys } from "./keys.ts";
+import { dropConnection, type RedisClient, type RedisLogger } from "./connection.ts";
+import type { Keys } from "./keys.ts";
 import * as lua from "./bus-scripts.ts";
 
 export interface RedisBusOptions {
   /** This node's identity in the cluster (unique per process: "<node-id>#<incarnation>"). */
   nodeId: string;
-  url: string;
-  prefix: string;
   /** Lease length; renewed every third of it. */
   leaseMs: number;
   logger: RedisLogger & { debug?: (m: string, f?: Record<string, unknown>) => void };
@@ -78,7 +83,14 @@ function field(fields: Buffer[], name: string): Buffer | undefined {
   return undefined;
 }
 
-function bindScripts(redis: Redis): Scripts {
+/** Stream ids "ms-seq" compared: negative when a is older than b. */
+export function compareIds(a: string, b: string): number {
+  const i = a.indexOf("-"), j = b.indexOf("-");
+  const d = Number(a.slice(0, i)) - Number(b.slice(0, j));
+  return d !== 0 ? d : Number(a.slice(i + 1)) - Number(b.slice(j + 1));
+}
+
+function bindScripts(redis: RedisClient): Scripts {
   const s: Record<string, Call> = {};
   for (const [name, def] of Object.entries(lua)) {
     const c = `colibri_bus_${name}`;
@@ -97,13 +109,15 @@ export class RedisBus implements ClusterBus {
   readonly nodeId: string;
   readonly stats: BusStats = { messagesSent: 0, batchesSent: 0, messagesReceived: 0, batchesReceived: 0 };
   private readonly k: Keys;
-  /** Scripts on the persistence's connection (ownership, leases, reading). */
+  /** Scripts on the persistence's connection (ownership, leases, sending). */
   private readonly s: Scripts;
 
   private readonly log: RedisBusOptions["logger"];
   private readonly leaseMs: number;
   private handler!: BusHandler;
-  private reader: Redis | undefined;
+  /** Blocking readers: one for this node's inbox, one for the broadcast stream (two slots). */
+  private inboxReader: RedisClient | undefined;
+  private busReader: RedisClient | undefined;
   /** node -> lease expiry (Redis clock), and that clock at the last heartbeat. */
   private leases = new Map<string, number>();
   private redisNow = 0;
@@ -118,15 +132,20 @@ export class RedisBus implements ClusterBus {
   private acks = new Map<string, AckWait>();
   private earlyAcks = new Map<string, Set<string>>();
   private outbox = new Map<string, Outgoing>();
-  /** Appends on their way to each node's inbox (see flushReady). */
+  /** Appends on their way to each node's inbox (see flushReady), and all of them (afterSends). */
   private appending = new Map<string, number>();
+  private appends = new Set<Promise<unknown>>();
   private flushQueued = false;
   private routeBatch: { add: Set<string>; rem: Set<string>; done: Array<[() => void, (e: Error) => void]> } | undefined;
   private commitChain: Promise<unknown> = Promise.resolve();
   private commitTimer: ReturnType<typeof setTimeout> | undefined;
   private pendingCommit: string | undefined;
   private committed = "0-0";
-  private connectedSince = Date.now();
+  /** Since when this node has been in touch with Redis without a failed heartbeat. */
+  private inTouchSince = Date.now();
+  private heartbeatFailed = false;
+  private rejoining: Promise<void> | undefined;
+  private rejoinAgain = false;
   private reaping = new Set<string>();
   private leaving = new Set<string>();
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
@@ -134,15 +153,15 @@ export class RedisBus implements ClusterBus {
   private epoch = "";
   private started = false;
   private resnap = false;
-  private loop: Promise<void> | undefined;
+  private loops: Promise<void>[] = [];
 
-  private readonly cmd: Redis;
+  private readonly cmd: RedisClient;
 
-  constructor(private readonly store: RedisPersistence, private readonly opts: RedisBusOptions) {
+  constructor(private readonly store: RedisPersistence, opts: RedisBusOptions) {
     const cmd = store.client;
     this.cmd = cmd;
     this.nodeId = opts.nodeId;
-    this.k = new Keys(opts.prefix);
+    this.k = store.keys;
     this.log = opts.logger;
     this.leaseMs = opts.leaseMs;
     this.s = bindScripts(cmd);
@@ -158,9 +177,11 @@ export class RedisBus implements ClusterBus {
     await this.heartbeat();
     await this.loadRoutes();
     await this.resetRoutes([]); // announces this node (and creates the broadcast stream)
-    this.reader = await openRedis({ url: this.opts.url, logger: this.log, commandTimeoutMs: BLOCK_MS + 5000, autoPipelining: false });
+    const reader = { commandTimeoutMs: BLOCK_MS + 5000, autoPipelining: false, logger: this.log };
+    this.inboxReader = await this.store.connectAgain(reader);
+    this.busReader = await this.store.connectAgain(reader);
     this.started = true;
-    this.loop = this.readLoop();
+    this.loops = [this.inboxLoop(), this.busLoop()];
     this.heartbeatTimer = setInterval(() => void this.tick(), Math.max(100, Math.floor(this.leaseMs / 3)));
     this.cmd.on("ready", this.onReady);
     this.log.info("joined the cluster", { node: this.nodeId, peers: this.peers().length });
@@ -168,12 +189,30 @@ export class RedisBus implements ClusterBus {
 
   private onReady = () => {
     if (!this.started || this.closing) return;
-    this.connectedSince = Date.now();
+    this.inTouchSince = Date.now();
     void this.rejoin();
   };
 
-  /** Back in touch after an outage: same store or an empty one? Lease, routes, then the host. */
-  private async rejoin(): Promise<void> {
+  /**
+   * Back in touch after an outage (the connection came back, or heartbeats work again after
+   * failing: on a Redis Cluster a shard can fail over while the client stays connected): same
+   * store or an empty one? Lease, routes, then the host. One at a time.
+   */
+  private rejoin(): Promise<void> {
+    if (this.rejoining) {
+      this.rejoinAgain = true;
+      return this.rejoining;
+    }
+    this.rejoining = (async () => {
+      do {
+        this.rejoinAgain = false;
+        await this.rejoinOnce();
+      } while (this.rejoinAgain && !this.closing);
+    })().finally(() => (this.rejoining = undefined));
+    return this.rejoining;
+  }
+
+  private async rejoinOnce(): Promise<void> {
     try {
       const v = await this.cmd.get(this.k.epoch);
       const fresh = v !== this.epoch;
@@ -195,11 +234,18 @@ export class RedisBus implements ClusterBus {
     try {
       await this.heartbeat();
     } catch {
-      return; // the connection's own logging says why; the lease is renewed when it is back
+      // the connection's own logging says why; the lease is renewed when it is back
+      this.heartbeatFailed = true;
+      return;
+    }
+    if (this.heartbeatFailed) {
+      this.heartbeatFailed = false;
+      this.inTouchSince = Date.now();
+      void this.rejoin();
     }
     // after (re)connecting, every other node gets a whole lease plus its reconnect backoff to
     // renew before anyone is declared dead (an outage of Redis is not the death of every node)
-    const settled = Date.now() - this.connectedSince >= this.leaseMs * 4 / 3 + RECONNECT_BACKOFF_MS;
+    const settled = Date.now() - this.inTouchSince >= this.leaseMs * 4 / 3 + RECONNECT_BACKOFF_MS;
     for (const [node, exp] of this.leases) {
       if (node === this.nodeId || exp > this.redisNow || this.reaping.has(node)) continue;
       if (settled || this.leaving.has(node)) void this.tryReap(node);
@@ -207,7 +253,11 @@ export class RedisBus implements ClusterBus {
   }
 
   private async heartbeat(): Promise<void> {
-    const r = await this.s.heartbeat(this.k.nodes, this.nodeId, this.leaseMs) as string[];
+    // the marker first: once others see the lease, appends to this node's inbox work
+    const [, r] = await Promise.all([
+      this.cmd.set(this.k.live(this.nodeId), "1"),
+      this.s.heartbeat(this.k.nodes, this.nodeId, this.leaseMs) as Promise<string[]>,
+    ]);
     const before = this.redisNow;
     this.redisNow = Number(r[0]);
     const leases = new Map<string, number>();
@@ -286,7 +336,15 @@ export class RedisBus implements ClusterBus {
     const id = await this.s.forget(this.k.routes(node), this.k.bus, this.k.busSeq, node, this.nodeId) as string;
     this.handler.nodeGone(node);
     this.known.delete(node);
+    // every peer acknowledges once what it sent before it forgot the node is in its inbox
     await this.awaitAcks(id, peers);
+    // what the dead node stored in each session group before it died: those recipients are
+    // skipped below (their state has the message already, and may have acknowledged it since)
+    const stored = new Map<number, string>();
+    await this.store.eachGroup(async (g) => {
+      const pos = await this.cmd.hget(g.cursors, node);
+      if (pos !== null) stored.set(g.index, pos);
+    });
     // no node sends to it any more: what its inbox holds past its cursor goes to the adopted
     // sessions (held there behind it until released: the deliveries settle after that)
     let pos = (await this.cmd.get(this.k.cursor(node))) ?? "0-0";
@@ -296,21 +354,30 @@ export class RedisBus implements ClusterBus {
         unknown as Array<[Buffer, Buffer[]]>;
       if (entries.length === 0) break;
       for (const [idb, fields] of entries) {
-        pos = idb.toString();
+        const at = pos = idb.toString();
         if (field(fields, "k")?.toString() !== "f") continue;
-        const r = this.handler.forwards(decodeForwards(field(fields, "d")!), field(fields, "s")!.toString(), node);
+        const skip = stored.size === 0 ? undefined : (cid: string) => {
+          const have = stored.get(this.k.group(cid).index);
+          return have !== undefined && compareIds(have, at) >= 0;
+        };
+        const r = this.handler.forwards(decodeForwards(field(fields, "d")!), field(fields, "s")!.toString(), node, skip);
         if (r) work.push(r);
       }
     }
     this.handler.buried(node);
     // the inbox goes only once what it held is stored with the sessions
     await Promise.allSettled(work);
-    await this.s.remove(this.k.nodes, this.k.inbox(node), this.k.cursor(node), this.k.owned(node), this.k.reap(node), node);
+    await this.cmd.del(this.k.inbox(node), this.k.cursor(node), this.k.live(node));
+    await this.store.eachGroup(async (g) => {
+      await Promise.all([this.cmd.del(g.owned(node)), this.cmd.hdel(g.cursors, node)]);
+    });
+    await this.s.unlist(this.k.nodes, this.k.reap(node), node);
     this.leases.delete(node);
   }
 
   async leave(): Promise<void> {
     if (!this.started || this.closing) return;
+    clearInterval(this.heartbeatTimer); // no lease renewed after this: survivors reap at once
     this.flushOutbox();
     await this.commitNow();
     await this.s.leave(this.k.nodes, this.k.bus, this.k.busSeq, this.nodeId);
@@ -329,8 +396,9 @@ export class RedisBus implements ClusterBus {
     }
     this.replies.clear();
     for (const id of [...this.acks.keys()]) this.ackDone(id);
-    if (this.reader) await closeRedis(this.reader);
-    await this.loop?.catch(() => {});
+    // the readers only read: dropped at once (a quit would wait behind a blocked XREAD)
+    for (const r of [this.inboxReader, this.busReader]) if (r) dropConnection(r);
+    await Promise.all(this.loops.map((l) => l.catch(() => {})));
   }
 
   // --- routes -------------------------------------------------------------------------------
@@ -440,6 +508,19 @@ export class RedisBus implements ClusterBus {
     if (w.need.size === 0) this.ackDone(id);
   }
 
+  /**
+   * Acknowledge a broadcast entry once every forward this node sent before is stored in its
+   * target's inbox (those may be on other shards than the sender's inbox: without this wait
+   * the acknowledgement could arrive first).
+   */
+  private acknowledge(to: string, entry: string): void {
+    const pending: Promise<unknown>[] = [...this.appends];
+    for (const o of this.outbox.values()) pending.push(o.promise);
+    const post = () => void this.post(to, "a", entry).catch(() => {});
+    if (pending.length === 0) post();
+    else void Promise.allSettled(pending).then(post);
+  }
+
   // --- inbox --------------------------------------------------------------------------------
 
   send(node: string, msg: StoredMessage, publisher: string | undefined, plain: boolean, shares?: string[]): Promise<void> {
@@ -488,12 +569,16 @@ export class RedisBus implements ClusterBus {
     this.appending.set(node, (this.appending.get(node) ?? 0) + 1);
     const done = () => {
       this.appending.set(node, this.appending.get(node)! - 1);
+      this.appends.delete(p);
       if (this.outbox.has(node) && !this.flushQueued) {
         this.flushQueued = true;
         queueMicrotask(this.flushReady);
       }
     };
-    this.s.send(this.k.inbox(node), this.k.nodes, node, "f", this.nodeId, bytes(o.batch.bytes())).then(
+    const inbox = this.k.inbox(node);
+    const p = this.store.replicated(this.s.send(inbox, this.k.live(node), "f", this.nodeId, bytes(o.batch.bytes())), inbox);
+    this.appends.add(p);
+    p.then(
       (r) => {
         done();
         if (r === 0) o.reject(new Error(`node ${node} has left the cluster`));
@@ -530,7 +615,7 @@ export class RedisBus implements ClusterBus {
   }
 
   private post(node: string, kind: string, data: string): Promise<unknown> {
-    return this.s.send(this.k.inbox(node), this.k.nodes, node, kind, this.nodeId, data);
+    return this.s.send(this.k.inbox(node), this.k.live(node), kind, this.nodeId, data);
   }
 
   private async answer(from: string, id: string, req: Request): Promise<void> {
@@ -540,55 +625,97 @@ export class RedisBus implements ClusterBus {
     } catch (e) {
       error = String((e as Error)?.message ?? e);
     }
-    // queued behind every write the request caused (same connection, in order)
+    // sent after every write the request caused was answered (the handler's barrier)
     await this.post(from, "r", JSON.stringify({ id, error })).catch(() => {});
   }
 
   /**
-   * Read the inbox and the broadcast stream. The next read is sent before a result is handled,
-   * so that what arrives meanwhile waits in Redis for no round trip of ours.
+   * Read one stream: the next read is sent before a result is handled, so that what arrives
+   * meanwhile waits in Redis for no round trip of ours. After a failed read the stream's tail
+   * is checked first: a failover that lost its last entries (asynchronous replication) leaves
+   * a tail older than our position, and a read from there would wait for ids it never sees.
    */
-  private async readLoop(): Promise<void> {
-    const inbox = this.k.inbox(this.nodeId);
+  private async readLoop(
+    reader: () => RedisClient,
+    key: string,
+    pos: () => string,
+    lost: (tail: string | undefined) => Promise<void>,
+    handle: (entries: Array<[Buffer, Buffer[]]>) => void,
+    before?: () => Promise<boolean>,
+  ): Promise<void> {
     type Result = Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
-    const read = (inPos: string, busPos: string) =>
-      this.reader!.xreadBuffer("COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", inbox, this.k.bus, inPos, busPos) as unknown as Promise<Result>;
+    const read = (from: string) =>
+      reader().xreadBuffer("COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", key, from) as unknown as Promise<Result>;
     let next: Promise<Result> | undefined;
+    let check = false;
     while (!this.closing) {
       let res: Result;
       try {
-        if (this.resnap) {
-          this.resnap = false;
-          if (next) await next.catch(() => null); // read from the old positions: dropped
+        if (before && await before()) {
+          if (next) await next.catch(() => null); // read from the old position: dropped
           next = undefined;
-          await this.loadRoutes();
         }
-        res = await (next ?? read(this.inboxPos, this.busPos));
+        if (check) {
+          const tail = await this.cmd.xrevrange(key, "+", "-", "COUNT", 1);
+          const last = tail[0]?.[0];
+          if (last === undefined ? pos() !== "0-0" : compareIds(last, pos()) < 0) await lost(last);
+          check = false;
+        }
+        res = await (next ?? read(pos()));
         next = undefined;
       } catch {
         next = undefined;
+        check = true;
         if (this.closing) break;
         await sleep(200);
         continue;
       }
       if (!res) continue;
-      // where the next read starts: after what this one returned
-      let inPos = this.inboxPos, busPos = this.busPos;
-      for (const [key, entries] of res) {
-        if (entries.length === 0) continue;
-        const last = entries[entries.length - 1][0].toString();
-        if (key.toString() === inbox) inPos = last;
-        else busPos = last;
-      }
+      const entries = res[0]?.[1] ?? [];
+      if (entries.length === 0) continue;
       if (!this.closing) {
-        next = read(inPos, busPos);
+        next = read(entries[entries.length - 1][0].toString());
         next.catch(() => {}); // handled when awaited
       }
-      for (const [key, entries] of res) {
-        if (key.toString() === inbox) this.onInbox(entries);
-        else this.onBus(entries);
-      }
+      handle(entries);
     }
+  }
+
+  private inboxLoop(): Promise<void> {
+    return this.readLoop(
+      () => this.inboxReader!,
+      this.k.inbox(this.nodeId),
+      () => this.inboxPos,
+      async (tail) => {
+        // entries past our position were lost: read again from the stored cursor (what was
+        // read and stored before it is not read twice; what is after it may be, never lost)
+        const cur = (await this.cmd.get(this.k.cursor(this.nodeId))) ?? "0-0";
+        this.log.warn("inbox lost its last entries (Redis failover or restart); reading again from the stored cursor", {
+          node: this.nodeId, position: this.inboxPos, tail: tail ?? "none", cursor: cur,
+        });
+        this.inboxPos = cur;
+        this.committed = cur;
+      },
+      (entries) => this.onInbox(entries),
+    );
+  }
+
+  private busLoop(): Promise<void> {
+    return this.readLoop(
+      () => this.busReader!,
+      this.k.bus,
+      () => this.busPos,
+      async () => {
+        this.resnap = true; // the broadcast stream lost entries: the whole table again
+      },
+      (entries) => this.onBus(entries),
+      async () => {
+        if (!this.resnap) return false;
+        this.resnap = false;
+        await this.loadRoutes();
+        return true;
+      },
+    );
   }
 
   private onInbox(entries: Array<[Buffer, Buffer[]]>): void {
@@ -628,8 +755,9 @@ export class RedisBus implements ClusterBus {
     }
     if (entries.length === 0) return;
     const last = this.inboxPos;
-    // the enqueues these messages caused (this tick) store the cursor with them, atomically
-    this.store.stageCursor(this.k.cursor(this.nodeId), last);
+    // the enqueues these messages caused (this tick) store the position with them, atomically
+    // in each session group they went to
+    this.store.stageCursor(this.nodeId, last);
     const settled = Promise.allSettled(work);
     this.commitChain = this.commitChain.then(() => settled).then(() => this.scheduleCommit(last));
   }
@@ -672,11 +800,11 @@ export class RedisBus implements ClusterBus {
           const d = JSON.parse(data) as { added: string[]; removed: string[]; reset?: boolean };
           this.known.add(from);
           this.handler.routes(from, d.added, d.removed, d.reset === true);
-          void this.post(from, "a", id).catch(() => {});
+          this.acknowledge(from, id);
         } else if (kind === "g") {
           this.known.delete(data);
           this.handler.nodeGone(data);
-          void this.post(from, "a", id).catch(() => {});
+          this.acknowledge(from, id);
         } else if (kind === "l") {
           this.leaving.add(data);
           void this.tick();
@@ -693,19 +821,20 @@ export class RedisBus implements ClusterBus {
     const value = `${this.nodeId}:${++this.lockSeq}`;
     const deadline = Date.now() + waitMs;
     const ttl = Math.max(10_000, waitMs * 3);
+    const key = this.k.group(clientId).lock(clientId);
     for (let delay = 5;; delay = Math.min(delay * 2, 100)) {
-      if (await this.cmd.set(this.k.lock(clientId), value, "PX", ttl, "NX")) return value;
+      if (await this.cmd.set(key, value, "PX", ttl, "NX")) return value;
       if (Date.now() >= deadline) return undefined;
       await sleep(delay);
     }
   }
 
   async unlock(clientId: string, lock: string): Promise<void> {
-    await this.s.unlock(this.k.lock(clientId), lock);
+    await this.s.unlock(this.k.group(clientId).lock(clientId), lock);
   }
 
   async owner(clientId: string): Promise<Owner | undefined> {
-    const [node, token] = await this.cmd.hmget(this.k.owner(clientId), "n", "t");
+    const [node, token] = await this.cmd.hmget(this.k.group(clientId).owner(clientId), "n", "t");
     return node && token ? { node, token } : undefined;
   }
 
@@ -713,15 +842,22 @@ export class RedisBus implements ClusterBus {
     const token = `${this.nodeId}.${(++this.tokenSeq).toString(36)}`;
     const [mode, expected] = expect === null ? ["none", ""] : expect === "any" ? ["any", ""]
       : typeof expect === "string" ? ["token", expect] : ["node", expect.node];
-    const r = await this.s.claim(this.k.owner(clientId), this.k.owned(this.nodeId), this.nodeId, token, mode, expected, clientId);
+    const g = this.k.group(clientId);
+    const key = g.owner(clientId);
+    const r = await this.store.replicated(this.s.claim(key, g.owned(this.nodeId), this.nodeId, token, mode, expected, clientId), key);
     return typeof r === "string" ? r : undefined;
   }
 
   async disown(clientId: string, token: string): Promise<void> {
-    await this.s.disown(this.k.owner(clientId), this.k.owned(this.nodeId), token, clientId);
+    const g = this.k.group(clientId);
+    await this.s.disown(g.owner(clientId), g.owned(this.nodeId), token, clientId);
   }
 
   async owned(node: string): Promise<string[]> {
-    return await this.cmd.smembers(this.k.owned(node));
+    const out: string[] = [];
+    await this.store.eachGroup(async (g) => {
+      for (const id of await this.cmd.smembers(g.owned(node))) out.push(id);
+    });
+    return out;
   }
 }

@@ -1,23 +1,36 @@
 /**
- * The ioredis client as the persistence needs it:
- * - start: one attempt, bounded by connectTimeoutMs; failure names the URL (no endless retry
- *   while the operator waits for a broker that will never come up);
+ * The ioredis client as the persistence needs it, on any of the three topologies: one Redis
+ * (`--redis-url`), a Sentinel set-up (ioredis's own Sentinel support: it asks the sentinels for
+ * the master and follows failovers) or a Redis Cluster (ioredis's Cluster client: slots,
+ * MOVED/ASK redirections). TLS and credentials come from the URL and the TLS files.
+ *
+ * - start: one attempt, bounded by connectTimeoutMs; failure names where it tried (no endless
+ *   retry while the operator waits for a broker that will never come up);
  * - running: ioredis reconnects by itself with capped exponential backoff, logged sparsely;
- * - never buffer: a command issued while disconnected rejects at once (enableOfflineQueue
- *   false) and commands in flight when the socket drops reject at once (maxRetriesPerRequest 0,
- *   no resend), so the broker never acknowledges a QoS 1/2 message it could not store;
- *   a watchdog bounds a Redis that stops answering without closing the socket (one
- *   interval per connection instead of ioredis's commandTimeout, which arms a timer per
- *   command: ~10 % of a Redis-backed QoS 1 profile, and much of its GC);
- * - auto-pipelining: every command issued in one tick leaves in one write (one round trip).
+ * - never buffer, never resend: a command issued while disconnected rejects at once
+ *   (enableOfflineQueue false), commands in flight when a socket drops reject at once
+ *   (maxRetriesPerRequest 0, no resend; on a Cluster no retry "on failover" either: such a
+ *   command may have been applied), so the broker never acknowledges a QoS 1/2 message it
+ *   could not store and never applies one twice. A Cluster still follows MOVED and ASK (the
+ *   command was not run) and learns the new master of a failed shard from the slot table;
+ * - a watchdog bounds a Redis that stops answering without closing the socket (one interval
+ *   per client instead of ioredis's commandTimeout, which arms a timer per command);
+ * - auto-pipelining: every command issued in one tick leaves in one write per server.
  */
-import { Redis } from "ioredis";
+import type { Buffer } from "node:buffer";
+import { readFileSync } from "node:fs";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
 import { createLogger, type Logger } from "../../src/log.ts";
+import { type RedisTarget, safeUrl } from "../../src/redis-config.ts";
+
+export { safeUrl };
+export type { RedisTarget };
 
 export type RedisLogger = Pick<Logger, "info" | "warn" | "error">;
+/** One Redis (possibly found through Sentinel) or a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
 
-export interface ConnectionOptions {
-  url: string;
+export interface ConnectionOptions extends RedisTarget {
   /** Start-up connect budget in ms (default 3000). */
   connectTimeoutMs?: number;
   /** Per-command reply budget in ms while running (default 5000). */
@@ -30,34 +43,109 @@ export interface ConnectionOptions {
   autoPipelining?: boolean;
 }
 
-/** The URL with any password masked, for logs and errors. */
-export function safeUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, (_m, auth: string) => {
-    const colon = auth.indexOf(":");
-    return colon < 0 ? `//${auth}@` : `//${auth.slice(0, colon)}:***@`;
-  });
+/** Where a target is, for logs and errors (no password). */
+export function describeTarget(t: RedisTarget): string {
+  const list = (l: { host: string; port: number }[]) => l.map((h) => `${h.host}:${h.port}`).join(",");
+  if (t.cluster) return `Redis Cluster ${list(t.cluster)}`;
+  if (t.sentinels) return `master "${t.sentinelName}" of sentinels ${list(t.sentinels)}`;
+  return safeUrl(t.url);
 }
 
-export async function openRedis(opts: ConnectionOptions): Promise<Redis> {
-  const log = opts.logger ?? createLogger("info");
-  const where = safeUrl(opts.url);
+export function isCluster(r: RedisClient): r is Cluster {
+  return (r as Cluster).isCluster === true;
+}
+
+function readPem(path: string | undefined, option: string, what: string): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new Error(
+      `cannot read ${option} ${JSON.stringify(path)}: ${(e as Error).message}. Give the path of ${what} (PEM).`,
+    );
+  }
+}
+
+/** The ioredis options a target implies (credentials and database from the URL, TLS files). */
+function urlOptions(t: RedisTarget): RedisOptions {
+  const u = new URL(t.url);
+  const o: RedisOptions = {};
+  if (u.username) o.username = decodeURIComponent(u.username);
+  if (u.password) o.password = decodeURIComponent(u.password);
+  const db = u.pathname.replace(/^\//, "");
+  if (db) o.db = Number(db);
+  if (u.protocol === "rediss:") {
+    o.tls = {
+      ca: readPem(t.tls?.ca, "--redis-tls-ca", "the CA certificate that signed the Redis servers' certificates"),
+      cert: readPem(t.tls?.cert, "--redis-tls-cert", "this client's certificate"),
+      key: readPem(t.tls?.key, "--redis-tls-key", "this client's private key"),
+    };
+  }
+  if (!t.sentinels && !t.cluster) {
+    o.host = u.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1";
+    o.port = Number(u.port || 6379);
+  }
+  return o;
+}
+
+function create(opts: ConnectionOptions, started: () => boolean): RedisClient {
   const connectTimeout = opts.connectTimeoutMs ?? 3000;
   const maxBackoff = opts.maxBackoffMs ?? 2000;
+  const backoff = (n: number) => (started() ? Math.min(50 * 2 ** n, maxBackoff) : null);
+  const common: RedisOptions = {
+    ...urlOptions(opts),
+    enableAutoPipelining: opts.autoPipelining ?? true,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    connectTimeout,
+    keepAlive: 5000,
+  };
+  if (opts.cluster) {
+    const { enableAutoPipelining, ...node } = common;
+    return new Cluster(opts.cluster, {
+      lazyConnect: true,
+      enableAutoPipelining,
+      enableOfflineQueue: false,
+      // a command on a connection that closed may have been applied: never re-sent
+      retryDelayOnFailover: 0,
+      retryDelayOnClusterDown: 100,
+      retryDelayOnTryAgain: 50,
+      // a failed shard's new master is learnt from the slot table (also refreshed on errors)
+      slotsRefreshInterval: 1000,
+      slotsRefreshTimeout: connectTimeout,
+      clusterRetryStrategy: (n: number) => backoff(n),
+      redisOptions: node,
+    });
+  }
+  if (opts.sentinels) {
+    const { tls, ...rest } = common;
+    return new Redis({
+      ...rest,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      sentinels: opts.sentinels,
+      name: opts.sentinelName,
+      // TLS (rediss://) applies to the sentinels and to the master alike
+      ...(tls ? { tls, sentinelTLS: tls, enableTLSForSentinelMode: true } : {}),
+      // a failover is learnt from the sentinels (+switch-master), not only from a dropped socket
+      failoverDetector: true,
+      sentinelRetryStrategy: (n: number) => backoff(n),
+      retryStrategy: (n: number) => backoff(n),
+    });
+  }
+  return new Redis({ ...common, lazyConnect: true, enableOfflineQueue: false, retryStrategy: (n: number) => backoff(n) });
+}
+
+export async function openRedis(opts: ConnectionOptions): Promise<RedisClient> {
+  const log = opts.logger ?? createLogger("info");
+  const where = describeTarget(opts);
+  const connectTimeout = opts.connectTimeoutMs ?? 3000;
   let started = false;
   let lastError: Error | undefined;
   let firstError: Error | undefined; // at start the first error is the cause, later ones echo it
   let attempts = 0;
 
-  const redis = new Redis(opts.url, {
-    lazyConnect: true,
-    enableAutoPipelining: opts.autoPipelining ?? true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    connectTimeout,
-    keepAlive: 5000,
-    retryStrategy: (n) => (started ? Math.min(50 * 2 ** n, maxBackoff) : null),
-  });
+  const redis = create(opts, () => started);
 
   // An "error" listener is mandatory (ioredis prints unhandled ones); the reason is logged
   // with the reconnect lines below instead of once per failed attempt.
@@ -84,6 +172,7 @@ export async function openRedis(opts: ConnectionOptions): Promise<Redis> {
     attempts = 0;
     lastError = undefined;
   });
+  if (isCluster(redis)) watchShards(redis, log, where, () => started);
 
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
@@ -97,16 +186,37 @@ export async function openRedis(opts: ConnectionOptions): Promise<Redis> {
     redis.disconnect();
     const reason = (firstError?.message ?? (e as Error).message).replace(/\.+$/, "");
     throw new Error(
-      `Redis unreachable at ${where}: ${reason}. Check that Redis is running and reachable at that URL.`,
+      `Redis unreachable at ${where}: ${reason}. Check that Redis is running and reachable there` +
+        `${opts.url.startsWith("rediss:") ? " with TLS" : ""} and that the credentials are right.`,
       { cause: e },
     );
   } finally {
     clearTimeout(timer);
   }
-  await checkDatabase(redis, opts.url, where);
+  if (!isCluster(redis)) await checkDatabase(redis, opts.url, where);
   started = true;
   watchdogs.set(redis, watchdog(redis, opts.commandTimeoutMs ?? 5000, where));
   return redis;
+}
+
+/**
+ * A Cluster stays "ready" while one shard fails over: its shards' troubles are logged here,
+ * sparsely, and a node that errors makes the client read the slot table again (the shard's
+ * new master is found without waiting for the periodic refresh).
+ */
+function watchShards(cluster: Cluster, log: RedisLogger, where: string, started: () => boolean): void {
+  const troubled = new Map<string, number>();
+  cluster.on("node error", (e: Error, node: string) => {
+    if (!started()) return;
+    const n = (troubled.get(node) ?? 0) + 1;
+    troubled.set(node, n);
+    if ((n & (n - 1)) === 0) log.warn("redis cluster node error", { url: where, node, count: n, error: e?.message });
+    (cluster as unknown as { refreshSlotsCache?: () => void }).refreshSlotsCache?.();
+  });
+  cluster.on("+node", (r: Redis) => {
+    const node = `${r.options.host}:${r.options.port}`;
+    if (started() && troubled.delete(node)) log.info("redis cluster node back", { url: where, node });
+  });
 }
 
 /**
@@ -145,43 +255,61 @@ interface CommandQueue {
   toArray(): QueuedCommand[];
 }
 
-const watchdogs = new WeakMap<Redis, ReturnType<typeof setInterval>>();
+/** The servers a client talks to (one, or every node of a Cluster). */
+export function servers(r: RedisClient): Redis[] {
+  return isCluster(r) ? r.nodes("all") : [r];
+}
+
+const watchdogs = new WeakMap<RedisClient, ReturnType<typeof setInterval>>();
 
 /**
- * Rejects the commands waiting for replies once the oldest has waited `timeout` ms, like
- * ioredis's commandTimeout does per command (the late replies are matched and ignored), but
- * with one interval instead of a timer per command.
+ * Rejects the commands waiting for replies on a connection once the oldest has waited
+ * `timeout` ms, like ioredis's commandTimeout does per command (the late replies are matched
+ * and ignored), but with one interval instead of a timer per command.
  */
-function watchdog(redis: Redis, timeout: number, where: string): ReturnType<typeof setInterval> {
-  let head: QueuedCommand | undefined;
-  let since = 0;
+function watchdog(client: RedisClient, timeout: number, where: string): ReturnType<typeof setInterval> {
+  const state = new WeakMap<Redis, { head: QueuedCommand | undefined; since: number }>();
   const t = setInterval(() => {
-    const q = (redis as unknown as { commandQueue?: CommandQueue }).commandQueue;
-    const first = q && q.length > 0 ? q.peekFront() : undefined;
-    if (first === undefined) {
-      head = undefined;
-      return;
-    }
     const now = Date.now();
-    if (first !== head) {
-      head = first;
-      since = now;
-      return;
+    for (const redis of servers(client)) {
+      const q = (redis as unknown as { commandQueue?: CommandQueue }).commandQueue;
+      const first = q && q.length > 0 ? q.peekFront() : undefined;
+      let s = state.get(redis);
+      if (s === undefined) state.set(redis, s = { head: undefined, since: now });
+      if (first === undefined) {
+        s.head = undefined;
+        continue;
+      }
+      if (first !== s.head) {
+        s.head = first;
+        s.since = now;
+        continue;
+      }
+      if (now - s.since < timeout) continue;
+      const err = new Error(`Redis at ${where} did not answer within ${timeout} ms`);
+      for (const item of q!.toArray()) item.command?.reject?.(err);
+      s.since = now; // commands sent from now on get a budget of their own
     }
-    if (now - since < timeout) return;
-    const err = new Error(`Redis at ${where} did not answer within ${timeout} ms`);
-    for (const item of q!.toArray()) item.command?.reject?.(err);
-    since = now; // commands sent from now on get a budget of their own
   }, Math.max(25, Math.min(1000, Math.floor(timeout / 4))));
   (t as { unref?: () => void }).unref?.();
   return t;
 }
 
+/** Close at once (a connection with nothing to finish, e.g. a blocked reader). */
+export function dropConnection(redis: RedisClient): void {
+  clearInterval(watchdogs.get(redis));
+  redis.removeAllListeners("close");
+  redis.removeAllListeners("reconnecting");
+  redis.removeAllListeners("node error");
+  redis.disconnect();
+}
+
 /** Quit politely, then make sure no socket or reconnect timer is left behind. */
-export async function closeRedis(redis: Redis): Promise<void> {
+export async function closeRedis(redis: RedisClient): Promise<void> {
   clearInterval(watchdogs.get(redis));
   redis.removeAllListeners("close"); // a deliberate close is not a lost connection
   redis.removeAllListeners("reconnecting");
+  redis.removeAllListeners("node error");
   try {
     if (redis.status === "ready") await redis.quit();
   } catch {

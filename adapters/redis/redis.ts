@@ -1,18 +1,23 @@
 /**
- * Redis persistence (ioredis). Key schema and the reasons for it: keys.ts. Connection policy
- * (fail fast at start, reconnect while running, never buffer a write): connection.ts.
+ * Redis persistence (ioredis) on a single Redis, a Sentinel set-up or a Redis Cluster. Key
+ * schema: keys.ts and docs/redis.md. Connection policy (fail fast at start, reconnect while
+ * running, never buffer or resend a write): connection.ts.
  *
- * Round trips, thanks to auto-pipelining (calls issued in one tick leave in one write) and to
- * one command per operation (Lua for anything multi-key):
+ * Round trips, thanks to auto-pipelining (calls issued in one tick leave in one write per
+ * server) and to one command per operation (Lua for anything multi-key):
  * - QoS 1 publish to N persistent sessions: the N enqueue calls of one tick are one script
- *   call (enqueueMany) = 1 round trip, the body sent once (see `bodies`); the PUBACKs handled
- *   in one tick are one removeEntries call = 1 round trip. So a QoS 1 message to N online
- *   persistent subscribers costs 2 round trips in all, shared with every other message and
- *   acknowledgement of the same ticks.
- * - putRetained / deleteRetained: 1. matchRetained: 1 (+1 only when it finds expired ones).
+ *   call per session group (one group on a single Redis: 1 call; on Redis Cluster at most one
+ *   per group the N sessions fall in, each sent to its shard), the body sent once per group;
+ *   the PUBACKs handled in one tick are one removeEntries call per group. So a QoS 1 message
+ *   to N online persistent subscribers costs 2 round trips in all, shared with every other
+ *   message and acknowledgement of the same ticks.
+ * - putRetained / deleteRetained: 1. matchRetained: 1 or a few reads in chunks (+1 only when
+ *   it finds expired ones).
+ * - with --redis-wait-replicas N, every write a client acknowledgement depends on is followed
+ *   by one WAIT per server per tick (see replicated()).
  */
 import type { Redis } from "ioredis";
-import type { Buffer } from "node:buffer";
+import { Buffer } from "node:buffer";
 import {
   FencedError,
   type OutgoingEntry,
@@ -33,8 +38,15 @@ import {
   encodeSubscription,
   headerLength,
 } from "./codec.ts";
-import { closeRedis, type ConnectionOptions, openRedis, safeUrl } from "./connection.ts";
-import { Keys } from "./keys.ts";
+import {
+  closeRedis,
+  type ConnectionOptions,
+  describeTarget,
+  isCluster,
+  openRedis,
+  type RedisClient,
+} from "./connection.ts";
+import { GROUPS, type Group, Keys, slotOf } from "./keys.ts";
 import * as lua from "./scripts.ts";
 
 export interface RedisPersistenceOptions extends ConnectionOptions {
@@ -42,44 +54,90 @@ export interface RedisPersistenceOptions extends ConnectionOptions {
   prefix: string;
   /** Clock for message expiry (default Date.now). */
   now?: () => number;
+  /** Acknowledge only once this many replicas have the write (WAIT); default 0. */
+  waitReplicas?: number;
+  /**
+   * Session groups (keys.ts); default 1 on a single Redis or Sentinel, GROUPS on a Redis
+   * Cluster. Other values only for measurements (scripts/bench/redis-cost.ts).
+   */
+  groups?: number;
 }
 
 type Arg = string | number | Buffer;
 type Call = (...args: Arg[]) => Promise<unknown>;
-type Scripts = { [K in keyof typeof lua]: Call } & { readQueueB: Call; matchRetainedB: Call };
+type Scripts = { [K in keyof typeof lua]: Call } & { readQueueB: Call };
 
 /** A message body outlives its expiry by this much in Redis (PEXPIREAT safety net only). */
 const BODY_GRACE_MS = 60_000;
-/** How many message ids to remember as "body already sent" (saves re-sending on fan-out). */
+/** How many message bodies to remember as "sent already" (saves re-sending on fan-out). */
 const BODY_MEMORY = 4096;
-/** SSCAN batch for startup iteration. */
+/** SSCAN / HSCAN batch for iterations, and the chunk of reads by key lists. */
 const SCAN_BATCH = 500;
+/** Entries (or acknowledgements) per script call at most: bounds the time Redis spends in one. */
+const MAX_BATCH = 1000;
+/** Groups read at once while iterating every group (startup, reaping). */
+const GROUP_CONCURRENCY = 256;
+/** How long a write waits for its replicas (--redis-wait-replicas) before it counts as failed. */
+const WAIT_MS = 2000;
+
+interface Enqueue {
+  clientId: string;
+  entries: OutgoingEntry[];
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+interface Removals {
+  keys: string[];
+  ids: string[];
+  done: Array<{ clientId: string; resolve: () => void; reject: (e: unknown) => void }>;
+}
 
 export class RedisPersistence implements Persistence {
   readonly name: string;
-  private readonly k: Keys;
+  /** The key schema (shared with the cluster bus). */
+  readonly keys: Keys;
   private readonly s: Scripts;
   private readonly now: () => number;
-  /** Ids whose body this instance sent recently: later enqueues send the id only. If the
-   *  body is gone after all, the script says so and the call is repeated with the body. */
+  private readonly replicas: number;
+  /** Body keys this instance sent recently: later enqueues send the id only. If the body is
+   *  gone after all, the script says so and the call is repeated with the body. */
   private readonly bodies = new Map<string, true>();
   /** Ownership tokens this node holds (cluster fencing, see fence()): client id -> token. */
   private readonly fences = new Map<string, string>();
+  /** Writes sent and not answered yet (barrier). */
+  private readonly inflight = new Set<Promise<unknown>>();
+  /** A WAIT per server not sent yet, which writes answered meanwhile join (replicated). */
+  private readonly waits = new Map<Redis, Promise<void>>();
 
-  /** Connect (one attempt, bounded) and return the backend; rejects naming the URL. */
+  /** Connect (one attempt, bounded) and return the backend; rejects naming where it tried. */
   static async connect(opts: RedisPersistenceOptions): Promise<RedisPersistence> {
-    return new RedisPersistence(await openRedis(opts), opts);
+    const redis = await openRedis(opts);
+    try {
+      const groups = opts.groups ?? (isCluster(redis) ? GROUPS : 1);
+      await checkLayout(redis, new Keys(opts.prefix, 1).layout, groups, describeTarget(opts), opts.prefix);
+      return new RedisPersistence(redis, opts, new Keys(opts.prefix, groups));
+    } catch (e) {
+      await closeRedis(redis);
+      throw e;
+    }
   }
 
-  /** The connection (auto-pipelined); the cluster bus sends through it too, in order. */
-  get client(): Redis {
+  /** The connection (auto-pipelined); the cluster bus sends through it too. */
+  get client(): RedisClient {
     return this.redis;
   }
 
-  private constructor(private readonly redis: Redis, opts: RedisPersistenceOptions) {
-    this.name = `redis ${safeUrl(opts.url)} prefix=${opts.prefix}`;
-    this.k = new Keys(opts.prefix);
+  /** Another connection to the same Redis (the bus's blocking readers). */
+  connectAgain(over: Partial<ConnectionOptions>): Promise<RedisClient> {
+    return openRedis({ ...this.opts, ...over });
+  }
+
+  private constructor(private readonly redis: RedisClient, private readonly opts: RedisPersistenceOptions, keys: Keys) {
+    this.name = `redis ${describeTarget(opts)} prefix=${opts.prefix}`;
+    this.keys = keys;
     this.now = opts.now ?? Date.now;
+    this.replicas = opts.waitReplicas ?? 0;
     const s: Record<string, Call> = {};
     for (const [name, def] of Object.entries(lua)) {
       const cmd = `colibri_${name}`;
@@ -98,6 +156,53 @@ export class RedisPersistence implements Persistence {
     };
   }
 
+  /** A write: counted until answered (barrier). */
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    const done = () => this.inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  /**
+   * A write a client's acknowledgement depends on: with --redis-wait-replicas N it counts as
+   * done only once N replicas have it (WAIT on the connection that sent it, after its reply:
+   * every write answered before the WAIT is sent is covered by it; one WAIT per server per tick).
+   */
+  async replicated<T>(p: Promise<T>, key: string): Promise<T> {
+    const v = await p;
+    if (this.replicas > 0) await this.waitReplicas(key);
+    return v;
+  }
+
+  private waitReplicas(key: string): Promise<void> {
+    const server = this.serverFor(key);
+    if (server === undefined) return Promise.reject(new Error(`no Redis master known for the slot of ${key}`));
+    let w = this.waits.get(server);
+    if (w === undefined) {
+      w = new Promise<void>((resolve, reject) => {
+        queueMicrotask(() => {
+          this.waits.delete(server);
+          server.wait(this.replicas, WAIT_MS).then((n) => {
+            if (n >= this.replicas) resolve();
+            else reject(new Error(`the write reached ${n} of ${this.replicas} replicas within ${WAIT_MS} ms (--redis-wait-replicas)`));
+          }, reject);
+        });
+      });
+      this.waits.set(server, w);
+    }
+    return w;
+  }
+
+  /** The server that holds a key: the connection, or on a Cluster the master of its slot. */
+  private serverFor(key: string): Redis | undefined {
+    const r = this.redis;
+    if (!isCluster(r)) return r;
+    const master = r.slots[slotOf(key)]?.[0];
+    if (master === undefined) return undefined;
+    return r.nodes("master").find((n) => `${n.options.host}:${n.options.port}` === master);
+  }
+
   // --- cluster fencing --------------------------------------------------------------------
 
   fence(clientId: string, token: string | undefined, ifCurrent?: string): void {
@@ -111,44 +216,61 @@ export class RedisPersistence implements Persistence {
   }
 
   /** An inbox position to store with this tick's enqueues (see enqueueMany; cluster bus). */
-  private staged: { key: string; id: string } | undefined;
+  private staged: { node: string; id: string } | undefined;
 
   /**
-   * Store `id` at `key` (forward only) in the same script as the enqueues issued in this tick,
-   * if any: a node's inbox cursor moves exactly when the messages it read are queued.
+   * Store inbox position `id` of `node` (forward only) in the same script as each group's
+   * enqueues issued in this tick, if any: the group's cursor of that node moves exactly when
+   * the enqueues caused by the entries read into that group are stored.
    */
-  stageCursor(key: string, id: string): void {
-    if (this.enqueues !== undefined) this.staged = { key, id };
+  stageCursor(node: string, id: string): void {
+    if (this.enqueues !== undefined) this.staged = { node, id };
   }
 
-  /** Resolves once everything issued before it was applied (one connection, in order). */
+  /** Resolves once everything issued before it was answered (on every server). */
   async barrier(): Promise<void> {
     this.flushRemovals();
-    await this.flushEnqueues();
-    await this.redis.ping();
+    const enqueued = this.flushEnqueues();
+    if (this.inflight.size > 0) await Promise.allSettled([...this.inflight, enqueued]);
+    else await this.redis.ping();
+  }
+
+  /** Run `fn` over every session group, a bounded number at a time. */
+  async eachGroup(fn: (g: Group) => Promise<void>): Promise<void> {
+    const groups = this.keys.groups;
+    for (let i = 0; i < groups.length; i += GROUP_CONCURRENCY) {
+      await Promise.all(groups.slice(i, i + GROUP_CONCURRENCY).map(fn));
+    }
   }
 
   // --- sessions ---------------------------------------------------------------------------
 
   async getSession(clientId: string): Promise<SessionRecord | undefined> {
-    const h = await this.redis.hgetallBuffer(this.k.session(clientId)).catch(this.fail("getSession"));
+    const h = await this.redis.hgetallBuffer(this.keys.group(clientId).session(clientId)).catch(this.fail("getSession"));
     return decodeSession(clientId, h);
   }
 
-  async putSession(record: SessionRecord): Promise<void> {
+  /** One fenced change of one of a session's keys (scripts.ts touch). */
+  private touch(g: Group, key: string, cid: string, mode: string, values: Arg[], op: string): Promise<void> {
+    const p = this.track(this.s.touch(key, g.sessions, g.owner(cid), cid, mode, this.token(cid), ...values));
+    return this.replicated(p, key).then(() => {}, this.fail(op, cid));
+  }
+
+  putSession(record: SessionRecord): Promise<void> {
     const cid = record.clientId;
-    await this.s.touch(this.k.session(cid), this.k.sessions, this.k.owner(cid), cid, "hash!", this.token(cid), ...encodeSession(record))
-      .catch(this.fail("putSession", cid));
+    const g = this.keys.group(cid);
+    return this.touch(g, g.session(cid), cid, "hash!", encodeSession(record), "putSession");
   }
 
   async deleteSession(clientId: string): Promise<void> {
-    await this.s.deleteSession(...this.k.sessionKeys(clientId), this.k.sessions, this.k.owner(clientId), clientId, this.k.msgPrefix, this.token(clientId))
+    const g = this.keys.group(clientId);
+    await this.track(this.s.deleteSession(...g.sessionKeys(clientId), g.sessions, g.owner(clientId), clientId, g.msgPrefix, this.token(clientId)))
       .catch(this.fail("deleteSession", clientId));
   }
 
   async *sessions(): AsyncIterable<SessionRecord> {
-    for await (const ids of this.sessionIds()) {
-      const hashes = await Promise.all(ids.map((id) => this.redis.hgetallBuffer(this.k.session(id))))
+    for await (const [g, ids] of this.sessionIds()) {
+      const hashes = await Promise.all(ids.map((id) => this.redis.hgetallBuffer(g.session(id))))
         .catch(this.fail("sessions"));
       for (let i = 0; i < ids.length; i++) {
         const r = decodeSession(ids[i], hashes[i]);
@@ -157,44 +279,52 @@ export class RedisPersistence implements Persistence {
     }
   }
 
-  /** Batches of distinct ids from the sessions set (SSCAN of one set, not of the keyspace). */
-  private async *sessionIds(): AsyncIterable<string[]> {
-    const seen = new Set<string>();
-    let cursor = "0";
-    do {
-      const [next, ids] = await this.redis.sscan(this.k.sessions, cursor, "COUNT", SCAN_BATCH)
-        .catch(this.fail("sessions"));
-      cursor = next;
-      const fresh = ids.filter((id) => !seen.has(id));
-      for (const id of fresh) seen.add(id);
-      if (fresh.length > 0) yield fresh;
-    } while (cursor !== "0");
+  /**
+   * Batches of distinct ids from each group's sessions set (SSCAN of sets, not of the
+   * keyspace); empty groups are found first with one SCARD each, sent together.
+   */
+  private async *sessionIds(): AsyncIterable<[Group, string[]]> {
+    const sizes = new Map<Group, number>();
+    await this.eachGroup(async (g) => void sizes.set(g, await this.redis.scard(g.sessions).catch(this.fail("sessions"))));
+    for (const g of this.keys.groups) {
+      if (sizes.get(g) === 0) continue;
+      const seen = new Set<string>();
+      let cursor = "0";
+      do {
+        const [next, ids] = await this.redis.sscan(g.sessions, cursor, "COUNT", SCAN_BATCH)
+          .catch(this.fail("sessions"));
+        cursor = next;
+        const fresh = ids.filter((id) => !seen.has(id));
+        for (const id of fresh) seen.add(id);
+        if (fresh.length > 0) yield [g, fresh];
+      } while (cursor !== "0");
+    }
   }
 
   // --- subscriptions ----------------------------------------------------------------------
 
-  async putSubscriptions(clientId: string, subs: StoredSubscription[]): Promise<void> {
-    if (subs.length === 0) return;
+  putSubscriptions(clientId: string, subs: StoredSubscription[]): Promise<void> {
+    if (subs.length === 0) return Promise.resolve();
     const fields: string[] = [];
     for (const sub of subs) fields.push(sub.filter, encodeSubscription(sub));
-    await this.s.touch(this.k.subs(clientId), this.k.sessions, this.k.owner(clientId), clientId, "hash", this.token(clientId), ...fields)
-      .catch(this.fail("putSubscriptions", clientId));
+    const g = this.keys.group(clientId);
+    return this.touch(g, g.subs(clientId), clientId, "hash", fields, "putSubscriptions");
   }
 
-  async removeSubscriptions(clientId: string, filters: string[]): Promise<void> {
-    if (filters.length === 0) return;
-    await this.s.touch(this.k.subs(clientId), this.k.sessions, this.k.owner(clientId), clientId, "hdel", this.token(clientId), ...filters)
-      .catch(this.fail("removeSubscriptions", clientId));
+  removeSubscriptions(clientId: string, filters: string[]): Promise<void> {
+    if (filters.length === 0) return Promise.resolve();
+    const g = this.keys.group(clientId);
+    return this.touch(g, g.subs(clientId), clientId, "hdel", filters, "removeSubscriptions");
   }
 
   async subscriptions(clientId: string): Promise<StoredSubscription[]> {
-    const h = await this.redis.hgetall(this.k.subs(clientId)).catch(this.fail("subscriptions"));
+    const h = await this.redis.hgetall(this.keys.group(clientId).subs(clientId)).catch(this.fail("subscriptions"));
     return Object.entries(h).map(([filter, json]) => decodeSubscription(filter, json));
   }
 
   async *allSubscriptions(): AsyncIterable<{ clientId: string; sub: StoredSubscription }> {
-    for await (const ids of this.sessionIds()) {
-      const hashes = await Promise.all(ids.map((id) => this.redis.hgetall(this.k.subs(id))))
+    for await (const [g, ids] of this.sessionIds()) {
+      const hashes = await Promise.all(ids.map((id) => this.redis.hgetall(g.subs(id))))
         .catch(this.fail("allSubscriptions"));
       for (let i = 0; i < ids.length; i++) {
         for (const [filter, json] of Object.entries(hashes[i])) {
@@ -207,10 +337,10 @@ export class RedisPersistence implements Persistence {
   // --- outgoing ---------------------------------------------------------------------------
 
   /**
-   * Enqueues issued in one tick go to Redis as one script call (see removeOutgoing for why).
-   * A body is sent once per batch and only if this instance has not sent it recently; if the
-   * script finds a body missing after all, nothing is written and the batch is sent again
-   * with every body.
+   * Enqueues issued in one tick go to Redis as one script call per session group (see
+   * removeOutgoing for why). A body is sent once per call and only if this instance has not
+   * sent it to that group recently; if the script finds a body missing after all, nothing is
+   * written and the call is sent again with every body.
    */
   enqueue(clientId: string, entries: OutgoingEntry[]): Promise<void> {
     if (entries.length === 0) return Promise.resolve();
@@ -221,32 +351,55 @@ export class RedisPersistence implements Persistence {
     });
   }
 
-  private enqueues: Array<{ clientId: string; entries: OutgoingEntry[]; resolve: () => void; reject: (e: unknown) => void }> | undefined;
+  private enqueues: Enqueue[] | undefined;
 
-  private async flushEnqueues(): Promise<void> {
+  private flushEnqueues(): Promise<unknown> {
     const batch = this.enqueues;
     this.enqueues = undefined;
     const cursor = this.staged;
     this.staged = undefined;
-    if (!batch) return;
+    if (!batch) return Promise.resolve();
+    // per group, in issue order; cut into calls of at most MAX_BATCH entries, the inbox cursor
+    // with the last call of each group (issued together on one connection: applied in order)
+    const byGroup = new Map<Group, Enqueue[][]>();
+    for (const c of batch) {
+      const g = this.keys.group(c.clientId);
+      let calls = byGroup.get(g);
+      if (calls === undefined) byGroup.set(g, calls = [[]]);
+      let last = calls[calls.length - 1];
+      let size = 0;
+      for (const x of last) size += x.entries.length;
+      if (last.length > 0 && size + c.entries.length > MAX_BATCH) calls.push(last = []);
+      last.push(c);
+    }
+    const work: Promise<void>[] = [];
+    for (const [g, calls] of byGroup) {
+      calls.forEach((calls1, i) => work.push(this.enqueueCall(g, calls1, i === calls.length - 1 ? cursor : undefined)));
+    }
+    return Promise.all(work);
+  }
+
+  /** One enqueueMany call (one group), repeated once with every body if one was missing. */
+  private async enqueueCall(g: Group, batch: Enqueue[], cursor: { node: string; id: string } | undefined): Promise<void> {
     try {
       for (let attempt = 0; attempt < 2; attempt++) {
-        const keys: string[] = [this.k.sessions, cursor?.key ?? this.k.sessions];
-        const args: Arg[] = [BODY_GRACE_MS, batch.length, cursor?.id ?? ""];
-        const inBatch = new Set<string>();
+        const keys: string[] = [g.sessions, g.cursors];
+        const args: Arg[] = [BODY_GRACE_MS, batch.length, cursor?.node ?? "", cursor?.id ?? ""];
+        const inCall = new Set<string>();
         for (const c of batch) {
-          keys.push(this.k.queue(c.clientId), this.k.entries(c.clientId), this.k.owner(c.clientId));
+          keys.push(g.queue(c.clientId), g.entries(c.clientId), g.owner(c.clientId));
           args.push(c.clientId, c.entries.length, this.token(c.clientId));
           for (const e of c.entries) {
-            const id = e.msg.id;
-            keys.push(this.k.msg(id));
-            const sendBody = !inBatch.has(id) && (attempt > 0 || !this.bodies.has(id));
-            inBatch.add(id);
-            if (sendBody) this.rememberBody(id);
-            args.push(id, encodeEntry(e), sendBody ? encodeMessage(e.msg) : "", e.msg.expiresAt ?? "");
+            const mk = g.msg(e.msg.id);
+            keys.push(mk);
+            const sendBody = !inCall.has(mk) && (attempt > 0 || !this.bodies.has(mk));
+            inCall.add(mk);
+            if (sendBody) this.rememberBody(mk);
+            args.push(e.msg.id, encodeEntry(e), sendBody ? encodeMessage(e.msg) : "", e.msg.expiresAt ?? "");
           }
         }
-        const [missing, fenced] = await this.s.enqueueMany(keys.length, ...keys, ...args) as [string[], string[]];
+        const call = this.track(this.s.enqueueMany(keys.length, ...keys, ...args) as Promise<[string[], string[]]>);
+        const [missing, fenced] = await this.replicated(call, g.sessions);
         if (missing.length === 0) {
           const stale = new Set(fenced);
           for (const c of batch) {
@@ -255,7 +408,7 @@ export class RedisPersistence implements Persistence {
           }
           return;
         }
-        for (const id of missing) this.bodies.delete(id);
+        for (const id of missing) this.bodies.delete(g.msg(id));
       }
       throw new Error("message body missing after retry");
     } catch (e) {
@@ -264,61 +417,65 @@ export class RedisPersistence implements Persistence {
     }
   }
 
-  private rememberBody(id: string): void {
-    if (this.bodies.has(id)) return;
-    this.bodies.set(id, true);
+  private rememberBody(key: string): void {
+    if (this.bodies.has(key)) return;
+    this.bodies.set(key, true);
     if (this.bodies.size > BODY_MEMORY) this.bodies.delete(this.bodies.keys().next().value as string);
   }
 
   async updateOutgoing(clientId: string, entry: OutgoingEntry): Promise<void> {
-    await this.s.updateEntry(this.k.entries(clientId), this.k.owner(clientId), entry.msg.id, encodeEntry(entry), this.token(clientId))
+    const g = this.keys.group(clientId);
+    await this.track(this.s.updateEntry(g.entries(clientId), g.owner(clientId), entry.msg.id, encodeEntry(entry), this.token(clientId)))
       .catch(this.fail("updateOutgoing", clientId));
   }
 
   /**
    * Acknowledgements handled in one tick (a socket read of PUBACKs, a fan-out's worth) go to
-   * Redis as one script call instead of one call each: ioredis's per-command cost (building
-   * the command, GC), not Redis, bounds a Redis-backed QoS 1 flow.
+   * Redis as one script call per session group instead of one call each: ioredis's
+   * per-command cost (building the command, GC), not Redis, bounds a Redis-backed QoS 1 flow.
    */
   removeOutgoing(clientId: string, msgId: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const batch = this.removals ??= { keys: [], ids: [], done: [] };
-      batch.keys.push(this.k.queue(clientId), this.k.entries(clientId), this.k.msg(msgId), this.k.owner(clientId));
+      const g = this.keys.group(clientId);
+      const all = this.removals ??= new Map();
+      let batch = all.get(g);
+      if (batch === undefined) all.set(g, batch = { keys: [], ids: [], done: [] });
+      batch.keys.push(g.queue(clientId), g.entries(clientId), g.msg(msgId), g.owner(clientId));
       batch.ids.push(msgId, this.token(clientId));
       batch.done.push({ clientId, resolve, reject });
-      if (batch.done.length === 1) queueMicrotask(() => this.flushRemovals());
+      if (all.size === 1 && batch.done.length === 1) queueMicrotask(() => this.flushRemovals());
     });
   }
 
-  private removals: {
-    keys: string[];
-    ids: string[];
-    done: Array<{ clientId: string; resolve: () => void; reject: (e: unknown) => void }>;
-  } | undefined;
+  private removals: Map<Group, Removals> | undefined;
 
   private flushRemovals(): void {
-    const batch = this.removals;
+    const all = this.removals;
     this.removals = undefined;
-    if (!batch) return;
-    this.s.removeEntries(batch.keys.length, ...batch.keys, ...batch.ids).then(
-      (refused) => {
-        const stale = new Set(refused as number[]);
-        batch.done.forEach((d, i) => (stale.has(i + 1) ? d.reject(new FencedError(d.clientId)) : d.resolve()));
-      },
-      (e) => {
-        const err = new Error(`redis persistence removeOutgoing failed: ${(e as Error).message ?? e}`, { cause: e });
-        for (const d of batch.done) d.reject(err);
-      },
-    );
+    if (!all) return;
+    for (const batch of all.values()) {
+      for (let i = 0; i < batch.done.length; i += MAX_BATCH) {
+        const n = Math.min(MAX_BATCH, batch.done.length - i);
+        const keys = batch.keys.slice(4 * i, 4 * (i + n));
+        const done = batch.done.slice(i, i + n);
+        this.track(this.s.removeEntries(keys.length, ...keys, ...batch.ids.slice(2 * i, 2 * (i + n)))).then(
+          (refused) => {
+            const stale = new Set(refused as number[]);
+            done.forEach((d, j) => (stale.has(j + 1) ? d.reject(new FencedError(d.clientId)) : d.resolve()));
+          },
+          (e) => {
+            const err = new Error(`redis persistence removeOutgoing failed: ${(e as Error).message ?? e}`, { cause: e });
+            for (const d of done) d.reject(err);
+          },
+        );
+      }
+    }
   }
 
   async outgoing(clientId: string): Promise<OutgoingEntry[]> {
-    const flat = await this.s.readQueueB(
-      this.k.queue(clientId),
-      this.k.entries(clientId),
-      this.now(),
-      this.k.msgPrefix,
-    ).catch(this.fail("outgoing")) as Buffer[];
+    const g = this.keys.group(clientId);
+    const flat = await this.s.readQueueB(g.queue(clientId), g.entries(clientId), this.now(), g.msgPrefix)
+      .catch(this.fail("outgoing")) as Buffer[];
     const out = new Array<OutgoingEntry>(flat.length / 3);
     for (let i = 0; i < flat.length; i += 3) {
       out[i / 3] = decodeEntry(flat[i + 1].toString(), decodeMessage(flat[i + 2]));
@@ -327,44 +484,42 @@ export class RedisPersistence implements Persistence {
   }
 
   async outgoingCount(clientId: string): Promise<number> {
-    return await this.redis.hlen(this.k.entries(clientId)).catch(this.fail("outgoingCount"));
+    return await this.redis.hlen(this.keys.group(clientId).entries(clientId)).catch(this.fail("outgoingCount"));
   }
 
   // --- incoming QoS 2 ---------------------------------------------------------------------
 
-  async addIncomingQos2(clientId: string, packetId: number): Promise<void> {
-    await this.s.touch(this.k.incoming(clientId), this.k.sessions, this.k.owner(clientId), clientId, "set", this.token(clientId), packetId)
-      .catch(this.fail("addIncomingQos2", clientId));
+  addIncomingQos2(clientId: string, packetId: number): Promise<void> {
+    const g = this.keys.group(clientId);
+    return this.touch(g, g.incoming(clientId), clientId, "set", [packetId], "addIncomingQos2");
   }
 
-  async removeIncomingQos2(clientId: string, packetId: number): Promise<void> {
-    await this.s.touch(this.k.incoming(clientId), this.k.sessions, this.k.owner(clientId), clientId, "srem", this.token(clientId), packetId)
-      .catch(this.fail("removeIncomingQos2", clientId));
+  removeIncomingQos2(clientId: string, packetId: number): Promise<void> {
+    const g = this.keys.group(clientId);
+    return this.touch(g, g.incoming(clientId), clientId, "srem", [packetId], "removeIncomingQos2");
   }
 
   async incomingQos2(clientId: string): Promise<number[]> {
-    const ids = await this.redis.smembers(this.k.incoming(clientId)).catch(this.fail("incomingQos2"));
+    const ids = await this.redis.smembers(this.keys.group(clientId).incoming(clientId)).catch(this.fail("incomingQos2"));
     return ids.map(Number).sort((a, b) => a - b);
   }
 
   // --- retained ---------------------------------------------------------------------------
 
   async putRetained(msg: StoredMessage): Promise<void> {
-    const idx = this.k.retainedIndex(msg.topic);
-    await this.s.retained(1 + idx.length, this.k.retained, ...idx, "put", msg.topic, encodeMessage(msg))
-      .catch(this.fail("putRetained"));
+    const idx = this.keys.retainedIndex(msg.topic);
+    const p = this.track(this.s.retained(1 + idx.length, this.keys.retained, ...idx, "put", msg.topic, encodeMessage(msg)));
+    await this.replicated(p, this.keys.retained).catch(this.fail("putRetained"));
   }
 
   async deleteRetained(topic: string): Promise<void> {
-    const idx = this.k.retainedIndex(topic);
-    await this.s.retained(1 + idx.length, this.k.retained, ...idx, "del", topic)
-      .catch(this.fail("deleteRetained"));
+    const idx = this.keys.retainedIndex(topic);
+    const p = this.track(this.s.retained(1 + idx.length, this.keys.retained, ...idx, "del", topic));
+    await this.replicated(p, this.keys.retained).catch(this.fail("deleteRetained"));
   }
 
   async matchRetained(filter: string): Promise<StoredMessage[]> {
-    const sets = this.k.retainedLookup(filter);
-    const flat = await this.s.matchRetainedB(1 + sets.length, this.k.retained, ...sets)
-      .catch(this.fail("matchRetained")) as Buffer[];
+    const flat = await this.retainedCandidates(this.keys.retainedLookup(filter)).catch(this.fail("matchRetained"));
     const now = this.now();
     const out: StoredMessage[] = [];
     const drops: Promise<unknown>[] = [];
@@ -373,10 +528,10 @@ export class RedisPersistence implements Persistence {
       if (!topicMatches(filter, topic)) continue;
       const msg = decodeMessage(flat[i + 1]);
       if (msg.expiresAt !== undefined && msg.expiresAt < now) {
-        const idx = this.k.retainedIndex(topic);
+        const idx = this.keys.retainedIndex(topic);
         const header = flat[i + 1].subarray(0, headerLength(flat[i + 1]));
         // Housekeeping: a failure here must not fail the lookup.
-        drops.push(this.s.retained(1 + idx.length, this.k.retained, ...idx, "delif", topic, header).catch(() => {}));
+        drops.push(this.s.retained(1 + idx.length, this.keys.retained, ...idx, "delif", topic, header).catch(() => {}));
       } else {
         out.push(msg);
       }
@@ -385,11 +540,65 @@ export class RedisPersistence implements Persistence {
     return out;
   }
 
+  /**
+   * [topic, blob, ...] of every retained topic in the intersection of `sets` (none: all), read
+   * in chunks (HSCAN / SSCAN + HMGET), so that no single command walks the whole store: a
+   * subscription to `#` on a million retained topics is many short commands, not one long one.
+   */
+  private async retainedCandidates(sets: string[]): Promise<Buffer[]> {
+    const ret = this.keys.retained;
+    const out: Buffer[] = [];
+    if (sets.length === 0) {
+      let cursor = "0";
+      do {
+        const [next, flat] = await this.redis.hscanBuffer(ret, cursor, "COUNT", SCAN_BATCH);
+        cursor = next.toString();
+        for (const b of flat) out.push(b);
+      } while (cursor !== "0");
+      return out;
+    }
+    const values = async (topics: string[]) => {
+      for (let i = 0; i < topics.length; i += SCAN_BATCH) {
+        const chunk = topics.slice(i, i + SCAN_BATCH);
+        const blobs = await this.redis.hmgetBuffer(ret, ...chunk);
+        blobs.forEach((b, j) => {
+          if (b !== null) out.push(Buffer.from(chunk[j]), b);
+        });
+      }
+    };
+    if (sets.length > 1) {
+      await values(await this.redis.sinter(...sets));
+      return out;
+    }
+    let cursor = "0";
+    do {
+      const [next, topics] = await this.redis.sscan(sets[0], cursor, "COUNT", SCAN_BATCH);
+      cursor = next;
+      await values([...new Set(topics)]);
+    } while (cursor !== "0");
+    return out;
+  }
+
   async retainedCount(): Promise<number> {
-    return await this.redis.hlen(this.k.retained).catch(this.fail("retainedCount"));
+    return await this.redis.hlen(this.keys.retained).catch(this.fail("retainedCount"));
   }
 
   async close(): Promise<void> {
     await closeRedis(this.redis);
   }
+}
+
+/**
+ * The number of session groups is part of the key schema: a store written with one number
+ * cannot be read with another (every client id would be looked for in another group).
+ */
+async function checkLayout(redis: RedisClient, key: string, groups: number, where: string, prefix: string): Promise<void> {
+  await redis.set(key, String(groups), "NX");
+  const have = Number(await redis.get(key));
+  if (have === groups) return;
+  const what = (n: number) => (n === 1 ? "a single Redis or a Sentinel set-up (1 session group)" : `a Redis Cluster (${n} session groups)`);
+  throw new Error(
+    `the store under prefix ${JSON.stringify(prefix)} at ${where} was written for ${what(have)} and this broker uses ` +
+      `${what(groups)}: its sessions cannot be found. Use another --redis-prefix, or empty the old one.`,
+  );
 }

@@ -1,8 +1,14 @@
 /**
  * Lua scripts: each multi-key change is one script, so it is atomic against other nodes and
  * travels as one command in the auto-pipeline (ioredis sends EVAL once per connection, then
- * EVALSHA). Key names are in keys.ts; message body keys are derived from ids inside the
- * scripts (msg prefix passed as an argument), which is fine on one Redis, not on Redis Cluster.
+ * EVALSHA). Key names are in keys.ts. Every script touches the keys of one slot: one session,
+ * several sessions of one session group, or the retained set. Message body keys derived from
+ * ids inside a script (readQueue, deleteSession) carry the group's tag, so they are in the
+ * slot of the keys the script was given.
+ *
+ * Bounds: a script's work is proportional to what the broker chose to send (a batch is split
+ * into calls of at most MAX_BATCH entries by redis.ts) or to a session's stored state (bounded
+ * by --max-queued-messages); variadic commands run in chunks of 1000 arguments.
  */
 
 /** Drop one reference to a message body; delete it at zero. Guarded: an expired body is gone. */
@@ -36,7 +42,7 @@ end
 `;
 
 
-import { CURSOR } from "./lua.ts";
+import { CHUNKED, CURSOR } from "./lua.ts";
 
 export interface ScriptDef {
   lua: string;
@@ -45,34 +51,32 @@ export interface ScriptDef {
 }
 
 /**
- * KEYS: target, sessions set, owner. ARGV: cid, mode, token, values...
+ * KEYS: target, the group's sessions set, owner. ARGV: cid, mode, token, values...
  * mode "hash!" replaces the hash (DEL + HSET), "hash" merges fields, "set" adds members,
  * "hdel" deletes fields, "srem" removes members.
  */
 export const touch: ScriptDef = {
   keys: 3,
-  lua: FENCE + `
+  lua: FENCE + CHUNKED + `
 if fenced(KEYS[3], ARGV[3]) then return redis.error_reply('FENCED') end
 local mode = ARGV[2]
-if mode == 'hdel' then redis.call('HDEL', KEYS[1], unpack(ARGV, 4)) return 1 end
-if mode == 'srem' then redis.call('SREM', KEYS[1], unpack(ARGV, 4)) return 1 end
+if mode == 'hdel' then chunked('HDEL', KEYS[1], 4) return 1 end
+if mode == 'srem' then chunked('SREM', KEYS[1], 4) return 1 end
 if mode == 'hash!' then redis.call('DEL', KEYS[1]) end
-if mode == 'set' then
-  redis.call('SADD', KEYS[1], unpack(ARGV, 4))
-else
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-end
+if mode == 'set' then chunked('SADD', KEYS[1], 4) else chunked('HSET', KEYS[1], 4) end
 redis.call('SADD', KEYS[2], ARGV[1])
 return 1`,
 };
 
 /**
- * Every enqueue of one tick (a fan-out to many persistent sessions, a read full of publishes)
- * in one call. KEYS: sessions, an inbox cursor, then per call q, e, owner and one m:<id> per
- * entry. ARGV: grace ms, number of calls, the cursor's new position ('' = none: the cluster bus
- * stages the position of the inbox entries these enqueues came from, so that the cursor moves
- * exactly when they are stored), then per call cid, number of entries, fencing token, then per entry id,
- * meta, blob ('' = body stored already or sent earlier in this batch), expiresAt ('' = none).
+ * The enqueues of one tick for the sessions of one group, in one call (a fan-out to many
+ * persistent sessions, a read full of publishes). KEYS: the group's sessions set and cursors,
+ * then per call q, e, owner and one body key per entry. ARGV: grace ms, number of calls, the
+ * inbox these enqueues came from and its position ('' = none: the cluster bus stages the
+ * position of the inbox entries read in this tick, so that the group's cursor of that node
+ * moves exactly when their enqueues into the group are stored), then per call cid, number of
+ * entries, fencing token, then per entry id, meta, blob ('' = body stored already or sent
+ * earlier in this call), expiresAt ('' = none).
  * Returns {missing, fenced}: the ids whose body was not sent and is not stored (nothing written
  * then), and the client ids whose token is stale (their entries are not written).
  */
@@ -80,7 +84,7 @@ export const enqueueMany: ScriptDef = {
   lua: FENCE + CURSOR + `
 local calls = tonumber(ARGV[2])
 local missing, sent, fence = {}, {}, {}
-local k, a = 3, 4
+local k, a = 3, 5
 for c = 1, calls do
   local n = tonumber(ARGV[a + 1])
   local e = KEYS[k + 1]
@@ -96,8 +100,8 @@ for c = 1, calls do
   end
 end
 if #missing > 0 then return { missing, fence } end
-if ARGV[3] ~= '' then advance(KEYS[2], ARGV[3]) end
-k, a = 3, 4
+if ARGV[3] ~= '' then advanceField(KEYS[2], ARGV[3], ARGV[4]) end
+k, a = 3, 5
 for c = 1, calls do
   local cid, n = ARGV[a], tonumber(ARGV[a + 1])
   local q, e = KEYS[k], KEYS[k + 1]
@@ -134,8 +138,8 @@ return 1`,
 };
 
 /**
- * Many removeEntry in one call: KEYS: q1, e1, m1, o1, q2, e2, m2, o2, ... ARGV: id1, token1,
- * id2, token2, ... (the acknowledgements handled in one tick, see
+ * Many removeEntry of one group in one call: KEYS: q1, e1, m1, o1, q2, e2, m2, o2, ... ARGV:
+ * id1, token1, id2, token2, ... (the acknowledgements handled in one tick, see
  * RedisPersistence.removeOutgoing). Returns the positions (1-based) refused by their fence.
  */
 export const removeEntries: ScriptDef = {
@@ -192,7 +196,7 @@ if dropped then rewrite(KEYS[1], keep) end
 return out`,
 };
 
-/** KEYS: s, sub, q, e, in2, sessions, owner. ARGV: cid, msg key prefix, token. */
+/** KEYS: s, sub, q, e, in2, the group's sessions set, owner. ARGV: cid, msg key prefix, token. */
 export const deleteSession: ScriptDef = {
   keys: 7,
   lua: DECREF + FENCE + `
@@ -224,28 +228,4 @@ if redis.call('HDEL', KEYS[1], topic) == 1 then
   for i = 2, #KEYS do redis.call('SREM', KEYS[i], topic) end
 end
 return 1`,
-};
-
-/** KEYS: ret, then index sets to intersect (none: every topic). Returns [topic, blob, ...]. */
-export const matchRetained: ScriptDef = {
-  lua: `
-if #KEYS == 1 then return redis.call('HGETALL', KEYS[1]) end
-local topics
-if #KEYS == 2 then
-  topics = redis.call('SMEMBERS', KEYS[2])
-else
-  topics = redis.call('SINTER', unpack(KEYS, 2))
-end
-local out = {}
-for i = 1, #topics, 1000 do
-  local last = math.min(i + 999, #topics)
-  local vals = redis.call('HMGET', KEYS[1], unpack(topics, i, last))
-  for k = 1, #vals do
-    if vals[k] ~= false then
-      out[#out + 1] = topics[i + k - 1]
-      out[#out + 1] = vals[k]
-    end
-  end
-end
-return out`,
 };

@@ -46,10 +46,11 @@ export interface Owner {
 export interface BusHandler {
   /**
    * Messages forwarded to this node, in order. `drainOf` names a dead node whose inbox is being
-   * emptied by this node (deliver only to the sessions adopted from it). The returned promise
+   * emptied by this node (deliver only to the sessions adopted from it, except those `skip`
+   * names: the dead node had stored these messages for them already). The returned promise
    * settles when what they caused is stored; only then may the inbox forget them.
    */
-  forwards(list: Forward[], from: string, drainOf?: string): Promise<unknown> | void;
+  forwards(list: Forward[], from: string, drainOf?: string, skip?: (clientId: string) => boolean): Promise<unknown> | void;
   /** Another node's route change, or its whole table (`reset`: replace what was known of it). */
   routes(node: string, added: string[], removed: string[], reset: boolean): void;
   /** A node left the route table (reaped or gone): forget its routes. */

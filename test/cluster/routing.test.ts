@@ -19,7 +19,7 @@ const quiet = { info() {}, warn() {}, error() {} };
 
 async function node(id: string): Promise<{ b: TestBroker; bus: RedisBus; store: RedisPersistence }> {
   const store = await RedisPersistence.connect({ url: URL, prefix: PREFIX, logger: quiet });
-  const bus = new RedisBus(store, { nodeId: `${id}#t`, url: URL, prefix: PREFIX, leaseMs: 1000, logger: quiet });
+  const bus = new RedisBus(store, { nodeId: `${id}#t`, leaseMs: 1000, logger: quiet });
   const b = await startBroker({ persistence: "redis", logLevel: "warn" }, { persistence: store, bus });
   return { b, bus, store };
 }

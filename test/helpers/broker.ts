@@ -42,7 +42,7 @@ async function defaultPersistence(
   const persistence = await RedisPersistence.connect({ url, prefix, now, logger: quiet });
   // a node alone on Redis is a cluster of one: the same suites run through the cluster paths
   const bus = new RedisBus(persistence, {
-    nodeId: `test-${Math.random().toString(36).slice(2, 8)}`, url, prefix, leaseMs: 3000, logger: quiet,
+    nodeId: `test-${Math.random().toString(36).slice(2, 8)}`, leaseMs: 3000, logger: quiet,
   });
   const cleanup = async () => {
     await persistence.close();
