@@ -30,3 +30,24 @@ local function chunked(cmd, key, from)
   end
 end
 `;
+
+/**
+ * Scripts with a variable number of keys are called as `first key, number of other keys, other
+ * keys..., arguments...` (spread() below) and see KEYS and ARGV as if every key had been
+ * declared. Why: ioredis routes (and auto-pipelines) a call on a Redis Cluster by its first
+ * argument, which must then be a key, not a key count. Redis lets a script use keys it did not
+ * declare if they are in the same slot as those it did, which they are by design (keys.ts);
+ * a key of another slot is refused by Redis Cluster with an error, never used.
+ */
+export const SPREAD = `
+local K, A = { KEYS[1] }, {}
+local nk = tonumber(ARGV[1])
+for i = 1, nk do K[i + 1] = ARGV[i + 1] end
+for i = nk + 2, #ARGV do A[#A + 1] = ARGV[i] end
+local KEYS, ARGV = K, A
+`;
+
+/** [first key, n, other keys...] for a spread script. */
+export function spread(keys: string[]): string[] {
+  return [keys[0], String(keys.length - 1), ...keys.slice(1)];
+}

@@ -48,6 +48,7 @@ import {
 } from "./connection.ts";
 import { GROUPS, type Group, Keys, slotOf } from "./keys.ts";
 import * as lua from "./scripts.ts";
+import { spread } from "./lua.ts";
 
 export interface RedisPersistenceOptions extends ConnectionOptions {
   /** Prepended to every key, e.g. "colibri:". */
@@ -398,7 +399,7 @@ export class RedisPersistence implements Persistence {
             args.push(e.msg.id, encodeEntry(e), sendBody ? encodeMessage(e.msg) : "", e.msg.expiresAt ?? "");
           }
         }
-        const call = this.track(this.s.enqueueMany(keys.length, ...keys, ...args) as Promise<[string[], string[]]>);
+        const call = this.track(this.s.enqueueMany(...spread(keys), ...args) as Promise<[string[], string[]]>);
         const [missing, fenced] = await this.replicated(call, g.sessions);
         if (missing.length === 0) {
           const stale = new Set(fenced);
@@ -458,7 +459,7 @@ export class RedisPersistence implements Persistence {
         const n = Math.min(MAX_BATCH, batch.done.length - i);
         const keys = batch.keys.slice(4 * i, 4 * (i + n));
         const done = batch.done.slice(i, i + n);
-        this.track(this.s.removeEntries(keys.length, ...keys, ...batch.ids.slice(2 * i, 2 * (i + n)))).then(
+        this.track(this.s.removeEntries(...spread(keys), ...batch.ids.slice(2 * i, 2 * (i + n)))).then(
           (refused) => {
             const stale = new Set(refused as number[]);
             done.forEach((d, j) => (stale.has(j + 1) ? d.reject(new FencedError(d.clientId)) : d.resolve()));
@@ -508,13 +509,13 @@ export class RedisPersistence implements Persistence {
 
   async putRetained(msg: StoredMessage): Promise<void> {
     const idx = this.keys.retainedIndex(msg.topic);
-    const p = this.track(this.s.retained(1 + idx.length, this.keys.retained, ...idx, "put", msg.topic, encodeMessage(msg)));
+    const p = this.track(this.s.retained(...spread([this.keys.retained, ...idx]), "put", msg.topic, encodeMessage(msg)));
     await this.replicated(p, this.keys.retained).catch(this.fail("putRetained"));
   }
 
   async deleteRetained(topic: string): Promise<void> {
     const idx = this.keys.retainedIndex(topic);
-    const p = this.track(this.s.retained(1 + idx.length, this.keys.retained, ...idx, "del", topic));
+    const p = this.track(this.s.retained(...spread([this.keys.retained, ...idx]), "del", topic));
     await this.replicated(p, this.keys.retained).catch(this.fail("deleteRetained"));
   }
 
@@ -531,7 +532,7 @@ export class RedisPersistence implements Persistence {
         const idx = this.keys.retainedIndex(topic);
         const header = flat[i + 1].subarray(0, headerLength(flat[i + 1]));
         // Housekeeping: a failure here must not fail the lookup.
-        drops.push(this.s.retained(1 + idx.length, this.keys.retained, ...idx, "delif", topic, header).catch(() => {}));
+        drops.push(this.s.retained(...spread([this.keys.retained, ...idx]), "delif", topic, header).catch(() => {}));
       } else {
         out.push(msg);
       }

@@ -42,13 +42,17 @@ end
 `;
 
 
-import { CHUNKED, CURSOR } from "./lua.ts";
+import { CHUNKED, CURSOR, SPREAD } from "./lua.ts";
 
 export interface ScriptDef {
   lua: string;
-  /** undefined: the caller passes the key count first (variable number of keys). */
-  keys?: number;
+  /**
+   * The number of keys; a script with a variable number (spread) declares only its first key
+   * and gets the others in ARGV (see SPREAD).
+   */
+  keys: number;
 }
+
 
 /**
  * KEYS: target, the group's sessions set, owner. ARGV: cid, mode, token, values...
@@ -81,7 +85,8 @@ return 1`,
  * then), and the client ids whose token is stale (their entries are not written).
  */
 export const enqueueMany: ScriptDef = {
-  lua: FENCE + CURSOR + `
+  keys: 1,
+  lua: FENCE + CURSOR + SPREAD + `
 local calls = tonumber(ARGV[2])
 local missing, sent, fence = {}, {}, {}
 local k, a = 3, 5
@@ -143,7 +148,8 @@ return 1`,
  * RedisPersistence.removeOutgoing). Returns the positions (1-based) refused by their fence.
  */
 export const removeEntries: ScriptDef = {
-  lua: DECREF + FENCE + `
+  keys: 1,
+  lua: DECREF + FENCE + SPREAD + `
 local refused = {}
 for j = 1, #ARGV / 2 do
   local k = (j - 1) * 4
@@ -213,7 +219,8 @@ return 1`,
  * given header (the same message: an expired one is not allowed to delete its replacement).
  */
 export const retained: ScriptDef = {
-  lua: `
+  keys: 1,
+  lua: SPREAD + `
 local op, topic = ARGV[1], ARGV[2]
 if op == 'put' then
   redis.call('HSET', KEYS[1], topic, ARGV[3])

@@ -4,16 +4,17 @@
  * cluster-wide, shared subscriptions cluster-wide. Clients reach a chosen node through its
  * HAProxy frontend (c.via[i]) or any node through the balanced one (c.lb).
  */
-import { after, before, describe, it } from "node:test";
+import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { describeOnEachRedis } from "../helpers/redis-env.ts";
 import { connectV4, connectV5, drainPublishes, payloadText, RawClient } from "../helpers/raw-client.ts";
 
-describe("cluster: delivery across nodes", () => {
+await describeOnEachRedis("cluster: delivery across nodes", (redis) => {
   let c: TestCluster;
   before(async () => {
-    c = await startCluster(3);
+    c = await startCluster(3, { redis: redis() });
   });
   after(async () => {
     RawClient.destroyAll();

@@ -5,18 +5,19 @@
  * mid-stream gets every acknowledged message after reconnecting anywhere; a shared group
  * goes on with its members on the other nodes.
  */
-import { after, before, describe, it } from "node:test";
+import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { describeOnEachRedis } from "../helpers/redis-env.ts";
 import { connectV4, connectV5, drainPublishes, payloadText, RawClient } from "../helpers/raw-client.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe("cluster: a node killed with -9", () => {
+await describeOnEachRedis("cluster: a node killed with -9", (redis) => {
   let c: TestCluster;
   before(async () => {
-    c = await startCluster(3);
+    c = await startCluster(3, { redis: redis() });
   });
   after(async () => {
     RawClient.destroyAll();
@@ -63,10 +64,10 @@ describe("cluster: a node killed with -9", () => {
   });
 });
 
-describe("cluster: a persistent subscriber's node dies mid-stream", () => {
+await describeOnEachRedis("cluster: a persistent subscriber's node dies mid-stream", (redis) => {
   let c: TestCluster;
   before(async () => {
-    c = await startCluster(3);
+    c = await startCluster(3, { redis: redis() });
   });
   after(async () => {
     RawClient.destroyAll();
@@ -112,10 +113,10 @@ describe("cluster: a persistent subscriber's node dies mid-stream", () => {
   });
 });
 
-describe("cluster: a shared-subscription member's node dies", () => {
+await describeOnEachRedis("cluster: a shared-subscription member's node dies", (redis) => {
   let c: TestCluster;
   before(async () => {
-    c = await startCluster(3);
+    c = await startCluster(3, { redis: redis() });
   });
   after(async () => {
     RawClient.destroyAll();

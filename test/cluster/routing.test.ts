@@ -5,29 +5,28 @@
  * Redis; what one node sends another within a tick is one batch; a node that starts later has
  * the whole route table at once.
  */
-import { after, before, describe, it } from "node:test";
+import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
-import { Redis } from "ioredis";
 import { RedisPersistence } from "../../adapters/redis/redis.ts";
 import { RedisBus } from "../../adapters/redis/bus.ts";
 import { startBroker, type TestBroker, until } from "../helpers/broker.ts";
 import { connectV4, drainPublishes, RawClient } from "../helpers/raw-client.ts";
+import { describeOnEachRedis, type RedisEnv } from "../helpers/redis-env.ts";
 
-const URL = "redis://127.0.0.1:6379";
 const PREFIX = `colibri-test:routing:${Math.random().toString(36).slice(2)}:`;
 const quiet = { info() {}, warn() {}, error() {} };
 
-async function node(id: string): Promise<{ b: TestBroker; bus: RedisBus; store: RedisPersistence }> {
-  const store = await RedisPersistence.connect({ url: URL, prefix: PREFIX, logger: quiet });
+async function node(redis: RedisEnv, id: string): Promise<{ b: TestBroker; bus: RedisBus; store: RedisPersistence }> {
+  const store = await RedisPersistence.connect({ ...redis.target(), prefix: PREFIX, logger: quiet });
   const bus = new RedisBus(store, { nodeId: `${id}#t`, leaseMs: 1000, logger: quiet });
   const b = await startBroker({ persistence: "redis", logLevel: "warn" }, { persistence: store, bus });
   return { b, bus, store };
 }
 
-describe("cluster: interest routing", () => {
+await describeOnEachRedis("cluster: interest routing", (redis) => {
   const nodes: Array<Awaited<ReturnType<typeof node>>> = [];
   before(async () => {
-    nodes.push(await node("ra"), await node("rb"));
+    nodes.push(await node(redis(), "ra"), await node(redis(), "rb"));
   });
   after(async () => {
     RawClient.destroyAll();
@@ -35,10 +34,8 @@ describe("cluster: interest routing", () => {
       await n.b.close();
       await n.store.close();
     }
-    const r = new Redis(URL);
-    const keys = await r.keys(`${PREFIX}*`);
-    if (keys.length) await r.del(...keys);
-    r.disconnect();
+    nodes.length = 0;
+    await redis().deletePrefix(PREFIX);
   });
 
   it("a node gets only what matches its subscriptions; local deliveries stay local; one batch per tick", async () => {
@@ -72,7 +69,7 @@ describe("cluster: interest routing", () => {
   });
 
   it("a node started later has the whole route table before it takes clients", async () => {
-    const c = await node("rc");
+    const c = await node(redis(), "rc");
     nodes.push(c);
     const m = c.b.broker.cluster.match("ir/b/anything");
     assert.deepEqual(m.nodes, [nodes[1].bus.nodeId]);

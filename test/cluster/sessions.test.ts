@@ -4,19 +4,20 @@
  * in-flight messages; simultaneous CONNECTs leave one connected); persistent sessions resume on
  * any node with what was published on any node meanwhile; SIGTERM leaves the cluster cleanly.
  */
-import { after, before, describe, it } from "node:test";
+import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { describeOnEachRedis } from "../helpers/redis-env.ts";
 import { connectV4, connectV5, drainPublishes, payloadText, RawClient } from "../helpers/raw-client.ts";
 
 async function publishAll(pub: RawClient, topic: string, payloads: string[], qos: 1 | 2 = 1) {
   for (const p of payloads) await pub.publish(topic, p, { qos });
 }
 
-describe("cluster: sessions across nodes", () => {
+await describeOnEachRedis("cluster: sessions across nodes", (redis) => {
   let c: TestCluster;
   before(async () => {
-    c = await startCluster(3);
+    c = await startCluster(3, { redis: redis() });
   });
   after(async () => {
     RawClient.destroyAll();
@@ -121,10 +122,10 @@ describe("cluster: sessions across nodes", () => {
   });
 });
 
-describe("cluster: a node leaves with SIGTERM", () => {
+await describeOnEachRedis("cluster: a node leaves with SIGTERM", (redis) => {
   let c: TestCluster;
   before(async () => {
-    c = await startCluster(3);
+    c = await startCluster(3, { redis: redis() });
   });
   after(async () => {
     RawClient.destroyAll();

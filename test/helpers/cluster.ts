@@ -1,6 +1,7 @@
 /**
  * A real cluster for tests: N broker processes (the runtime that runs the test) on one Redis
- * under a key prefix of their own, behind a real HAProxy in TCP mode:
+ * (the machine's, or a Redis Cluster or Sentinel set-up: `redis`, see redis-env.ts) under a key
+ * prefix of their own, behind a real HAProxy in TCP mode:
  *
  * - `lb`: one frontend balancing over every node (round robin, health-checked), as users run it;
  * - `via[i]`: one frontend per node, so a test can reach a chosen node, still through HAProxy.
@@ -9,18 +10,19 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { Redis } from "ioredis";
 import { startBrokerProcess, type BrokerProcess } from "./broker-process.ts";
+import { redisEnv, type RedisEnv } from "./redis-env.ts";
 import { ensureBinary, freePort, makeTempDir, removeDir, spawnProcess, type SpawnedProcess, waitForPort } from "./system.ts";
 
-export const REDIS_URL = "redis://127.0.0.1:6379";
+export { REDIS_URL } from "./redis-env.ts";
 
 export interface ClusterOptions {
   /** Node lease (ms): how fast a killed node is declared dead. Default 1000. */
   leaseMs?: number;
   /** More broker arguments for every node. */
   args?: string[];
-  redisUrl?: string;
+  /** The Redis the nodes share (default: the machine's). */
+  redis?: RedisEnv;
 }
 
 export class TestCluster {
@@ -33,20 +35,19 @@ export class TestCluster {
   readonly prefix = `colibri-test:cluster:${Math.random().toString(36).slice(2)}:`;
   private haproxy: SpawnedProcess | undefined;
   private dir = makeTempDir("colibri-haproxy-");
-  private redis: Redis;
+  private redis!: RedisEnv;
 
-  constructor(readonly size: number, readonly opts: ClusterOptions = {}) {
-    this.redis = new Redis(opts.redisUrl ?? REDIS_URL);
-  }
+  constructor(readonly size: number, readonly opts: ClusterOptions = {}) {}
 
   args(i: number): string[] {
     return [
-      "--persistence", "redis", "--redis-url", this.opts.redisUrl ?? REDIS_URL, "--redis-prefix", this.prefix,
+      ...this.redis.args(), "--redis-prefix", this.prefix,
       "--node-id", `n${i + 1}`, "--node-lease-ms", String(this.opts.leaseMs ?? 1000), ...(this.opts.args ?? []),
     ];
   }
 
   async start(): Promise<this> {
+    this.redis = this.opts.redis ?? await redisEnv("single");
     for (let i = 0; i < this.size; i++) {
       this.ports.push(await freePort());
       this.via.push(await freePort());
@@ -109,18 +110,11 @@ export class TestCluster {
 
   /** Keys under this cluster's prefix matching a pattern (the part after the prefix). */
   async keys(pattern: string): Promise<string[]> {
-    const out: string[] = [];
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}${pattern}`, "COUNT", 1000);
-      cursor = next;
-      out.push(...keys.map((k) => k.slice(this.prefix.length)));
-    } while (cursor !== "0");
-    return out;
+    return (await this.redis.scan(`${this.prefix}${pattern}`)).map((k) => k.slice(this.prefix.length));
   }
 
-  /** The cluster's Redis (for assertions on what it holds). */
-  get store(): Redis {
+  /** The Redis the cluster runs on. */
+  get store(): RedisEnv {
     return this.redis;
   }
 
@@ -128,13 +122,7 @@ export class TestCluster {
     await Promise.all(this.nodes.map((b) => b?.stop()));
     await this.haproxy?.kill();
     removeDir(this.dir);
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length) await this.redis.del(...keys);
-    } while (cursor !== "0");
-    this.redis.disconnect();
+    await this.redis?.deletePrefix(this.prefix);
   }
 }
 
