@@ -293,14 +293,13 @@ export class RedisTopology {
     }
     if (this.kind === "cluster") {
       const c = this.nodeClient(this.servers.find((x) => x.running)!);
+      let slot: number;
       try {
-        const slot = Number(await c.call("CLUSTER", "KEYSLOT", key ?? "{c}"));
-        const slots = await c.call("CLUSTER", "SLOTS") as Array<[number, number, [string, number]]>;
-        const range = slots.find(([lo, hi]) => slot >= lo && slot <= hi)!;
-        return this.servers.find((x) => x.port === Number(range[2][1]))!;
+        slot = Number(await c.call("CLUSTER", "KEYSLOT", key ?? "{c}"));
       } finally {
         c.disconnect();
       }
+      return await this.masterOfSlot(slot);
     }
     return this.servers[0];
   }
@@ -344,6 +343,64 @@ export class RedisTopology {
     try {
       const slots = await c.call("CLUSTER", "SLOTS") as Array<[number, number, [string, number]]>;
       return slots.map((s) => Number(s[2][1]));
+    } finally {
+      c.disconnect();
+    }
+  }
+
+  /**
+   * Move one slot (with its keys) from its master to another master while clients use it, as
+   * `redis-cli --cluster reshard` does: clients see ASK during the move and MOVED after it.
+   */
+  async migrateSlot(slot: number, to: Server): Promise<void> {
+    const owner = await this.masterOfSlot(slot);
+    if (owner === to) return;
+    const src = this.nodeClient(owner), dst = this.nodeClient(to);
+    try {
+      const srcId = String(await src.call("CLUSTER", "MYID"));
+      const dstId = String(await dst.call("CLUSTER", "MYID"));
+      await dst.call("CLUSTER", "SETSLOT", slot, "IMPORTING", srcId);
+      await src.call("CLUSTER", "SETSLOT", slot, "MIGRATING", dstId);
+      for (;;) {
+        const keys = await src.call("CLUSTER", "GETKEYSINSLOT", slot, 10) as string[];
+        if (keys.length === 0) break;
+        const auth = this.opts.auth ? ["AUTH2", USER, PASSWORD] : [];
+        await src.call("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, ...auth, "KEYS", ...keys);
+        await sleep(20); // keys move while the clients go on
+      }
+      for (const m of this.servers.filter((s) => s.running)) {
+        const c = this.nodeClient(m);
+        try {
+          await c.call("CLUSTER", "SETSLOT", slot, "NODE", dstId);
+        } catch { /* a replica refuses: it follows its master */ } finally {
+          c.disconnect();
+        }
+      }
+    } finally {
+      src.disconnect();
+      dst.disconnect();
+    }
+  }
+
+  /** The masters serving slots now. */
+  async masters(): Promise<Server[]> {
+    const c = this.nodeClient(this.servers.find((x) => x.running)!);
+    try {
+      const slots = await c.call("CLUSTER", "SLOTS") as Array<[number, number, [string, number]]>;
+      const ports = new Set(slots.map((r) => Number(r[2][1])));
+      return this.servers.filter((x) => ports.has(x.port));
+    } finally {
+      c.disconnect();
+    }
+  }
+
+  /** The master serving a slot now. */
+  async masterOfSlot(slot: number): Promise<Server> {
+    const c = this.nodeClient(this.servers.find((x) => x.running)!);
+    try {
+      const slots = await c.call("CLUSTER", "SLOTS") as Array<[number, number, [string, number]]>;
+      const range = slots.find(([lo, hi]) => slot >= lo && slot <= hi)!;
+      return this.servers.find((x) => x.port === Number(range[2][1]))!;
     } finally {
       c.disconnect();
     }

@@ -31,11 +31,12 @@
  */
 import type { RedisPersistence } from "./redis.ts";
 import { Buffer } from "node:buffer";
+import process from "node:process";
 import type { BusHandler, BusStats, ClusterBus, Expect, Owner, Request } from "../../src/cluster/bus.ts";
 import type { StoredMessage } from "../../src/message.ts";
 import { decodeForwards, ForwardBatch } from "../../src/cluster/wire.ts";
 import { dropConnection, type RedisClient, type RedisLogger } from "./connection.ts";
-import type { Keys } from "./keys.ts";
+import { type Keys, slotOf as slotOfKey } from "./keys.ts";
 import * as lua from "./bus-scripts.ts";
 
 export interface RedisBusOptions {
@@ -71,6 +72,7 @@ interface Outgoing {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const quiet = { info() {}, warn() {}, error() {} };
 const READ_COUNT = 500;
 /** Appends to one node's inbox in flight at once; more messages wait for one to return. */
 const MAX_APPENDS = 8;
@@ -115,6 +117,11 @@ export class RedisBus implements ClusterBus {
   private readonly log: RedisBusOptions["logger"];
   private readonly leaseMs: number;
   private handler!: BusHandler;
+  /**
+   * The lease's own connection: a write waiting for its replicas (WAIT, --redis-wait-replicas)
+   * holds up every later command on its connection, and a lease must not wait behind that.
+   */
+  private ctl: { client: RedisClient; heartbeat: Call } | undefined;
   /** Blocking readers: one for this node's inbox, one for the broadcast stream (two slots). */
   private inboxReader: RedisClient | undefined;
   private busReader: RedisClient | undefined;
@@ -174,16 +181,20 @@ export class RedisBus implements ClusterBus {
     const mine = Math.random().toString(36).slice(2, 12);
     await this.cmd.set(this.k.epoch, mine, "NX");
     this.epoch = (await this.cmd.get(this.k.epoch)) ?? mine;
+    // the extra connections log nothing of their own: the main one reports Redis's state
+    const ctl = await this.store.connectAgain({ logger: quiet });
+    this.ctl = { client: ctl, heartbeat: bindScripts(ctl).heartbeat };
     await this.heartbeat();
     await this.loadRoutes();
     await this.resetRoutes([]); // announces this node (and creates the broadcast stream)
-    const reader = { commandTimeoutMs: BLOCK_MS + 5000, autoPipelining: false, logger: this.log };
+    const reader = { commandTimeoutMs: BLOCK_MS + 5000, autoPipelining: false, logger: quiet };
     this.inboxReader = await this.store.connectAgain(reader);
     this.busReader = await this.store.connectAgain(reader);
     this.started = true;
     this.loops = [this.inboxLoop(), this.busLoop()];
     this.heartbeatTimer = setInterval(() => void this.tick(), Math.max(100, Math.floor(this.leaseMs / 3)));
     this.cmd.on("ready", this.onReady);
+    ctl.on("ready", this.onReady);
     this.log.info("joined the cluster", { node: this.nodeId, peers: this.peers().length });
   }
 
@@ -233,8 +244,9 @@ export class RedisBus implements ClusterBus {
     if (this.closing) return;
     try {
       await this.heartbeat();
-    } catch {
+    } catch (e) {
       // the connection's own logging says why; the lease is renewed when it is back
+      if (process.env.COLIBRI_DEBUG_HB) this.log.warn("DEBUG heartbeat failed", { node: this.nodeId, error: String((e as Error)?.message ?? e) });
       this.heartbeatFailed = true;
       return;
     }
@@ -253,11 +265,28 @@ export class RedisBus implements ClusterBus {
   }
 
   private async heartbeat(): Promise<void> {
-    // the marker first: once others see the lease, appends to this node's inbox work
-    const [, r] = await Promise.all([
-      this.cmd.set(this.k.live(this.nodeId), "1"),
-      this.s.heartbeat(this.k.nodes, this.nodeId, this.leaseMs) as Promise<string[]>,
-    ]);
+    // the live marker (appends to this node's inbox check it) is written before the first
+    // lease, then again with each renewal (it lives in this node's slot, maybe another shard:
+    // its failure is not the lease's)
+    const ctl = this.ctl!;
+    const live = ctl.client.set(this.k.live(this.nodeId), "1");
+    if (!this.started) await live;
+    else live.catch(() => {});
+    const hb = ctl.heartbeat(this.k.nodes, this.nodeId, this.leaseMs) as Promise<string[]>;
+    if (process.env.COLIBRI_DEBUG_HB) {
+      const t = setTimeout(() => {
+        const c = ctl.client as unknown as Record<string, unknown> & { nodes?: (r: string) => Array<Record<string, unknown>> };
+        this.log.warn("DEBUG heartbeat hangs", {
+          node: this.nodeId, status: c.status as string,
+          running: [...(c._runningAutoPipelines as Set<string> ?? [])].join("|"),
+          queued: [...((c._autoPipelines as Map<string, unknown>) ?? new Map()).keys()].join("|"),
+          nodes: (c.nodes?.("all") ?? []).map((n) => `${(n.options as { port: number }).port}:${n.status}:${(n.commandQueue as { length: number })?.length}:${(n.offlineQueue as { length: number })?.length}`).join(","),
+          slot: String((c.slots as string[][])?.[slotOfKey(this.k.nodes)]),
+        });
+      }, 800);
+      hb.finally(() => clearTimeout(t));
+    }
+    const r = await hb;
     const before = this.redisNow;
     this.redisNow = Number(r[0]);
     const leases = new Map<string, number>();
@@ -336,8 +365,9 @@ export class RedisBus implements ClusterBus {
     const id = await this.s.forget(this.k.routes(node), this.k.bus, this.k.busSeq, node, this.nodeId) as string;
     this.handler.nodeGone(node);
     this.known.delete(node);
-    // every peer acknowledges once what it sent before it forgot the node is in its inbox
-    await this.awaitAcks(id, peers);
+    // every peer acknowledges once what it sent before it forgot the node is in its inbox, and
+    // this node's own forwards to it are in too (they may be on another shard than the forget)
+    await Promise.all([this.awaitAcks(id, peers), this.afterSends()]);
     // what the dead node stored in each session group before it died: those recipients are
     // skipped below (their state has the message already, and may have acknowledged it since)
     const stored = new Map<number, string>();
@@ -390,6 +420,7 @@ export class RedisBus implements ClusterBus {
     clearInterval(this.heartbeatTimer);
     clearTimeout(this.commitTimer);
     this.cmd.off("ready", this.onReady);
+    this.ctl?.client.off("ready", this.onReady);
     for (const w of this.replies.values()) {
       clearTimeout(w.timer);
       w.reject(new Error("bus closed"));
@@ -397,7 +428,7 @@ export class RedisBus implements ClusterBus {
     this.replies.clear();
     for (const id of [...this.acks.keys()]) this.ackDone(id);
     // the readers only read: dropped at once (a quit would wait behind a blocked XREAD)
-    for (const r of [this.inboxReader, this.busReader]) if (r) dropConnection(r);
+    for (const r of [this.inboxReader, this.busReader, this.ctl?.client]) if (r) dropConnection(r);
     await Promise.all(this.loops.map((l) => l.catch(() => {})));
   }
 
@@ -514,11 +545,17 @@ export class RedisBus implements ClusterBus {
    * the acknowledgement could arrive first).
    */
   private acknowledge(to: string, entry: string): void {
+    const post = () => void this.post(to, "a", entry).catch(() => {});
+    const sent = this.afterSends();
+    if (sent === undefined) post();
+    else void sent.then(post);
+  }
+
+  /** Settles once every forward sent (or batched) before now is stored or failed; undefined: none. */
+  private afterSends(): Promise<unknown> | undefined {
     const pending: Promise<unknown>[] = [...this.appends];
     for (const o of this.outbox.values()) pending.push(o.promise);
-    const post = () => void this.post(to, "a", entry).catch(() => {});
-    if (pending.length === 0) post();
-    else void Promise.allSettled(pending).then(post);
+    return pending.length === 0 ? undefined : Promise.allSettled(pending);
   }
 
   // --- inbox --------------------------------------------------------------------------------

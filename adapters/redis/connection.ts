@@ -108,11 +108,15 @@ function create(opts: ConnectionOptions, started: () => boolean): RedisClient {
       enableOfflineQueue: false,
       // a command on a connection that closed may have been applied: never re-sent
       retryDelayOnFailover: 0,
-      retryDelayOnClusterDown: 100,
+      // CLUSTERDOWN (a shard failing over): fail at once, like an outage. ioredis would retry
+      // only once a slot-table refresh has finished, and commands issued meanwhile queue up
+      // behind the retried ones: heartbeats stalled past their lease that way
+      retryDelayOnClusterDown: 0,
+      // TRYAGAIN (keys of one call split by a slot migration, nothing applied): retried
       retryDelayOnTryAgain: 50,
       // a failed shard's new master is learnt from the slot table (also refreshed on errors)
       slotsRefreshInterval: 1000,
-      slotsRefreshTimeout: connectTimeout,
+      slotsRefreshTimeout: Math.min(connectTimeout, 1000),
       clusterRetryStrategy: (n: number) => backoff(n),
       redisOptions: node,
     });
@@ -193,7 +197,13 @@ export async function openRedis(opts: ConnectionOptions): Promise<RedisClient> {
   } finally {
     clearTimeout(timer);
   }
-  if (!isCluster(redis)) await checkDatabase(redis, opts.url, where);
+  if (isCluster(redis)) {
+    // every node connected before the first command (see watchShards; the cluster's own
+    // start-up must not find a node "connecting", so only now)
+    await Promise.allSettled(redis.nodes("all").map((r) => (r.status === "wait" ? r.connect() : undefined)));
+  } else {
+    await checkDatabase(redis, opts.url, where);
+  }
   started = true;
   watchdogs.set(redis, watchdog(redis, opts.commandTimeoutMs ?? 5000, where));
   return redis;
@@ -205,17 +215,25 @@ export async function openRedis(opts: ConnectionOptions): Promise<RedisClient> {
  * new master is found without waiting for the periodic refresh).
  */
 function watchShards(cluster: Cluster, log: RedisLogger, where: string, started: () => boolean): void {
-  const troubled = new Map<string, number>();
+  // ioredis creates the connection to a node lazily. A pipeline whose first command starts that
+  // connection has its other commands refused ("Connection is closed") while the first waits
+  // for the rest of the pipeline to be written: forever, and every later pipeline to that node
+  // waits behind it. That happens to a replica promoted by a failover. So every node the
+  // client learns of is connected at once.
+  cluster.on("+node", (r: Redis) => {
+    if (started() && r.status === "wait") r.connect().catch(() => {});
+  });
+  const troubled = new Map<string, { count: number; since: number }>();
   cluster.on("node error", (e: Error, node: string) => {
     if (!started()) return;
-    const n = (troubled.get(node) ?? 0) + 1;
-    troubled.set(node, n);
-    if ((n & (n - 1)) === 0) log.warn("redis cluster node error", { url: where, node, count: n, error: e?.message });
+    const now = Date.now();
+    let t = troubled.get(node);
+    if (t === undefined || now - t.since > 60_000) troubled.set(node, t = { count: 0, since: now });
+    t.count++;
+    if ((t.count & (t.count - 1)) === 0) { // 1, 2, 4, 8, ...: sparse while a shard is down
+      log.warn("redis cluster node error", { url: where, node, count: t.count, error: e?.message });
+    }
     (cluster as unknown as { refreshSlotsCache?: () => void }).refreshSlotsCache?.();
-  });
-  cluster.on("+node", (r: Redis) => {
-    const node = `${r.options.host}:${r.options.port}`;
-    if (started() && troubled.delete(node)) log.info("redis cluster node back", { url: where, node });
   });
 }
 

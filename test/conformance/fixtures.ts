@@ -16,6 +16,11 @@ export interface PersistenceSuiteOptions {
   countKeys?: (p: Persistence) => Promise<number>;
   /** Message bodies the store behind `p` holds (enables the stored-once tests). */
   countBodies?: (p: Persistence) => Promise<number>;
+  /**
+   * Copies of a body a message queued for these sessions costs (default 1: stored once). A
+   * store partitioned by session (Redis Cluster: once per session group) says how many.
+   */
+  bodyCopies?: (clientIds: string[]) => number;
 }
 
 export type Make = () => Promise<Persistence>;

@@ -64,8 +64,35 @@ export class TestCluster {
     return b;
   }
 
+  /**
+   * HAProxy on the ports chosen in start(). A port that was free a moment ago can be taken by
+   * then (an outgoing connection's local port, under parallel test files): HAProxy then exits
+   * at once, and is started again on fresh ports.
+   */
   private async startHaproxy(): Promise<void> {
     const bin = await ensureBinary("haproxy", "haproxy");
+    for (let attempt = 1;; attempt++) {
+      const proxy = this.spawnHaproxy(bin);
+      try {
+        await Promise.race([
+          (async () => {
+            await waitForPort(this.lb, 10_000);
+            for (const p of this.via) await waitForPort(p, 10_000);
+          })(),
+          proxy.exited.then(() => Promise.reject(new Error(`haproxy exited: ${proxy.lines.slice(-5).join(" | ")}`))),
+        ]);
+        this.haproxy = proxy;
+        return;
+      } catch (e) {
+        await proxy.kill();
+        if (attempt === 3) throw e;
+        this.lb = await freePort();
+        for (let i = 0; i < this.via.length; i++) this.via[i] = await freePort();
+      }
+    }
+  }
+
+  private spawnHaproxy(bin: string): SpawnedProcess {
     const lines = [
       "global", "  maxconn 8000",
       "defaults", "  mode tcp", "  timeout connect 2s", "  timeout client 120s", "  timeout server 120s",
@@ -80,9 +107,7 @@ export class TestCluster {
     });
     const cfg = path.join(this.dir, "haproxy.cfg");
     fs.writeFileSync(cfg, lines.join("\n") + "\n");
-    this.haproxy = spawnProcess(bin, ["-f", cfg, "-db"], { name: "haproxy" });
-    await waitForPort(this.lb, 10_000);
-    for (const p of this.via) await waitForPort(p, 10_000);
+    return spawnProcess(bin, ["-f", cfg, "-db"], { name: "haproxy" });
   }
 
   node(i: number): BrokerProcess {
