@@ -31,12 +31,11 @@
  */
 import type { RedisPersistence } from "./redis.ts";
 import { Buffer } from "node:buffer";
-import process from "node:process";
 import type { BusHandler, BusStats, ClusterBus, Expect, Owner, Request } from "../../src/cluster/bus.ts";
 import type { StoredMessage } from "../../src/message.ts";
 import { decodeForwards, ForwardBatch } from "../../src/cluster/wire.ts";
 import { dropConnection, type RedisClient, type RedisLogger } from "./connection.ts";
-import { type Keys, slotOf as slotOfKey } from "./keys.ts";
+import type { Keys } from "./keys.ts";
 import * as lua from "./bus-scripts.ts";
 
 export interface RedisBusOptions {
@@ -244,9 +243,8 @@ export class RedisBus implements ClusterBus {
     if (this.closing) return;
     try {
       await this.heartbeat();
-    } catch (e) {
+    } catch {
       // the connection's own logging says why; the lease is renewed when it is back
-      if (process.env.COLIBRI_DEBUG_HB) this.log.warn("DEBUG heartbeat failed", { node: this.nodeId, error: String((e as Error)?.message ?? e) });
       this.heartbeatFailed = true;
       return;
     }
@@ -272,21 +270,7 @@ export class RedisBus implements ClusterBus {
     const live = ctl.client.set(this.k.live(this.nodeId), "1");
     if (!this.started) await live;
     else live.catch(() => {});
-    const hb = ctl.heartbeat(this.k.nodes, this.nodeId, this.leaseMs) as Promise<string[]>;
-    if (process.env.COLIBRI_DEBUG_HB) {
-      const t = setTimeout(() => {
-        const c = ctl.client as unknown as Record<string, unknown> & { nodes?: (r: string) => Array<Record<string, unknown>> };
-        this.log.warn("DEBUG heartbeat hangs", {
-          node: this.nodeId, status: c.status as string,
-          running: [...(c._runningAutoPipelines as Set<string> ?? [])].join("|"),
-          queued: [...((c._autoPipelines as Map<string, unknown>) ?? new Map()).keys()].join("|"),
-          nodes: (c.nodes?.("all") ?? []).map((n) => `${(n.options as { port: number }).port}:${n.status}:${(n.commandQueue as { length: number })?.length}:${(n.offlineQueue as { length: number })?.length}`).join(","),
-          slot: String((c.slots as string[][])?.[slotOfKey(this.k.nodes)]),
-        });
-      }, 800);
-      hb.finally(() => clearTimeout(t));
-    }
-    const r = await hb;
+    const r = await ctl.heartbeat(this.k.nodes, this.nodeId, this.leaseMs) as string[];
     const before = this.redisNow;
     this.redisNow = Number(r[0]);
     const leases = new Map<string, number>();
