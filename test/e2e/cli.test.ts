@@ -156,6 +156,7 @@ describe(`CLI: ${rt} ${entry.join(" ")}`, () => {
       const value = r.kind === "int" ? String(d === r.max ? r.max - 1 : Math.max(r.min, Number(d) + 1))
         : r.kind === "bool" ? String(!d)
         : r.kind === "enum" ? String(r.values.find((v) => v !== d))
+        : r.kind === "listen" ? "ws://127.0.0.1:18080/mqtt"
         : key === "redisUrl" ? "redis://127.0.0.1:6380" : "x-test";
       const setters = listed.filter((f) => String(parse([`--${f}`, value])?.[key]) === value);
       assert.equal(setters.length, 1, `options in --help that set ${key}: ${setters.join(", ") || "none"}`);
