@@ -86,7 +86,7 @@ export async function makePki(): Promise<Pki> {
         const other = await makeCa(dir, name);
         return { ca: other.cert, server: await issueFrom(dir, other, `${name}-server`, "/CN=localhost", SERVER_EXT) };
       },
-      remove: () => removeDir(dir),
+      remove: () => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5 }),
     };
   } catch (e) {
     removeDir(dir);

@@ -35,15 +35,20 @@ export class WsClient {
   readonly packets: Packet[] = [];
   #pending: Buffer = Buffer.alloc(0);
   #listeners = new Set<() => void>();
-  #parser;
+  #parser: ReturnType<typeof parser>;
   #version: ProtocolVersion = 4;
 
-  private constructor(readonly socket: net.Socket, rest: Buffer) {
-    this.#parser = parser({ protocolVersion: 5 });
-    this.#parser.on("packet", (p: Packet) => {
-      this.packets.push(p);
+  #newParser(): ReturnType<typeof parser> {
+    const p = parser({ protocolVersion: this.#version });
+    p.on("packet", (packet: Packet) => {
+      this.packets.push(packet);
       this.#notify();
     });
+    return p;
+  }
+
+  private constructor(readonly socket: net.Socket, rest: Buffer) {
+    this.#parser = this.#newParser();
     socket.on("data", (b: Buffer) => this.#onData(b));
     socket.on("close", () => {
       this.closed = true;
@@ -126,7 +131,10 @@ export class WsClient {
 
   /** MQTT packets encoded with mqtt-packet (a CONNECT sets the version for the rest). */
   encode(packet: Packet): Uint8Array {
-    if (packet.cmd === "connect") this.#version = packet.protocolVersion as ProtocolVersion ?? 4;
+    if (packet.cmd === "connect") {
+      this.#version = packet.protocolVersion as ProtocolVersion ?? 4;
+      this.#parser = this.#newParser(); // decode what comes back in this version
+    }
     return generate(packet, { protocolVersion: this.#version });
   }
 
@@ -157,7 +165,12 @@ export class WsClient {
       const payload = f.subarray(at, at + len);
       this.#pending = f.subarray(at + len);
       if (opcode === OP.binary || opcode === OP.continuation) this.#parser.parse(Buffer.from(payload));
-      else if (opcode === OP.close) this.closeCode = len >= 2 ? payload.readUInt16BE(0) : 1005;
+      else if (opcode === OP.close) {
+        // answer the close handshake (RFC 6455 §5.5.1), as a real client does
+        this.closeCode = len >= 2 ? payload.readUInt16BE(0) : 1005;
+        this.sendFrame(payload.subarray(0, 2), OP.close);
+        this.socket.end();
+      }
       else if (opcode === OP.ping) this.sendFrame(payload, OP.pong);
       else if (opcode === OP.text) throw new Error("the broker sent a text frame [MQTT-6.0.0-1]");
     }
