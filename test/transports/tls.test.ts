@@ -9,6 +9,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import tls from "node:tls";
+import { Buffer } from "node:buffer";
+import { generate, type Packet, parser } from "mqtt-packet";
 import { startBroker, type TestBroker } from "../helpers/broker.ts";
 import { makePki, type Pki, replaceFiles } from "../helpers/certs.ts";
 import { ensureBinary, mosquittoPub, mosquittoSub, runCommand } from "../helpers/system.ts";
@@ -46,6 +48,36 @@ function connectOverTls(port: number, opts: tls.ConnectionOptions): Promise<{ co
       resolve({ connack, closed });
     }, 1500);
   });
+}
+
+/** MQTT 3.1.1 over a raw TLS socket: packets out with mqtt-packet, the next one of a kind in. */
+async function mqttOverTls(port: number, ca: string) {
+  const socket = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca });
+  await new Promise((resolve, reject) => socket.once("secureConnect", resolve).once("error", reject));
+  const got: Packet[] = [];
+  const waiters: Array<() => void> = [];
+  const p = parser({ protocolVersion: 4 });
+  p.on("packet", (packet: Packet) => {
+    got.push(packet);
+    for (const w of waiters.splice(0)) w();
+  });
+  socket.on("data", (b: Buffer) => p.parse(b));
+  return {
+    socket,
+    send: (packet: object) => socket.write(generate(packet as Packet)),
+    async next(cmd: string): Promise<Packet & { topic?: string }> {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const i = got.findIndex((x) => x.cmd === cmd);
+        if (i >= 0) return got.splice(i, 1)[0];
+        if (Date.now() > deadline) throw new assert.AssertionError({ message: `no ${cmd} within 5 s` });
+        await new Promise<void>((r) => {
+          waiters.push(r);
+          setTimeout(r, 100);
+        });
+      }
+    },
+  };
 }
 
 /** CONNECT, MQTT 3.1.1, client id "t", clean session, keepalive 60. */
@@ -162,6 +194,32 @@ describe("MQTT over TLS (mqtts://)", () => {
     assert.deepEqual(await connectOverTls(mtlsPort, { ca }), { connack: false, closed: true });
     const cert = { ca, cert: fs.readFileSync(pki.client.cert, "utf8"), key: fs.readFileSync(pki.client.key, "utf8") };
     assert.deepEqual(await connectOverTls(mtlsPort, cert), { connack: true, closed: false });
+  });
+
+  it("retained messages far beyond the output limit all reach a TLS subscriber that paused reading (sending waits for drain)", SLOW, async () => {
+    const base = uid("tls/retained");
+    const COUNT = 200;
+    const SIZE = 64 * 1024; // 12.8 MB: more than the kernel buffers, far more than --max-output-buffer
+    const ca = fs.readFileSync(pki.ca, "utf8");
+    const pub = await mqttOverTls(tlsPort, ca);
+    pub.send({ cmd: "connect", clientId: uid("ret-pub"), protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 30 });
+    await pub.next("connack");
+    for (let i = 0; i < COUNT; i++) {
+      pub.send({ cmd: "publish", topic: `${base}/${i}`, payload: Buffer.alloc(SIZE, i & 255), qos: 1, messageId: i + 1, retain: true, dup: false });
+    }
+    for (let i = 0; i < COUNT; i++) await pub.next("puback");
+    const sub = await mqttOverTls(tlsPort, ca);
+    sub.send({ cmd: "connect", clientId: uid("ret-sub"), protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 30 });
+    await sub.next("connack");
+    sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: `${base}/#`, qos: 0 }] });
+    sub.socket.pause();
+    await new Promise((r) => setTimeout(r, 500));
+    sub.socket.resume();
+    const topics = new Set<string>();
+    for (let i = 0; i < COUNT; i++) topics.add((await sub.next("publish")).topic as string);
+    assert.equal(topics.size, COUNT);
+    pub.socket.destroy();
+    sub.socket.destroy();
   });
 
   it("a certificate reload: new connections get the new certificate, open ones stay connected", SLOW, async () => {

@@ -173,6 +173,36 @@ describe("MQTT over WebSocket (ws://, wss://)", () => {
     await assert.rejects(WsClient.connect(b.url("ws"), { protocols: ["chat"] }), /HTTP\/1\.1 400/);
   });
 
+  it("retained messages far beyond --max-output-buffer all reach a WebSocket subscriber (sending waits for drain)", SLOW, async () => {
+    const base = uid("ws/retained");
+    const pub = await WsClient.connect(b.url("ws"));
+    pub.sendPacket(connect(uid("ret-pub")));
+    await pub.expectPacket("connack");
+    const COUNT = 200;
+    const SIZE = 64 * 1024; // 12.8 MB in all: more than the kernel buffers, 200 x the 64 KiB output limit
+    for (let i = 0; i < COUNT; i++) {
+      const p = Buffer.alloc(SIZE, i & 255);
+      pub.sendPacket({ cmd: "publish", topic: `${base}/${i}`, payload: p, qos: 1, messageId: i + 1, retain: true, dup: false } as Packet);
+    }
+    for (let i = 0; i < COUNT; i++) await pub.expectPacket("puback");
+    const sub = await WsClient.connect(b.url("ws"));
+    sub.sendPacket(connect(uid("ret-sub")));
+    await sub.expectPacket("connack");
+    sub.sendPacket({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: `${base}/#`, qos: 0 }] } as Packet);
+    // not reading for a while fills the socket buffers, so the broker must wait for drain
+    sub.socket.pause();
+    await new Promise((r) => setTimeout(r, 500));
+    sub.socket.resume();
+    const topics = new Set<string>();
+    for (let i = 0; i < COUNT; i++) {
+      const p = await sub.expectPacket("publish", 5000);
+      assert.equal((p.payload as Uint8Array).length, SIZE);
+      topics.add(p.topic);
+    }
+    assert.equal(topics.size, COUNT);
+    WsClient.destroyAll();
+  });
+
   it("a subscriber that stops reading: QoS 0 past --max-output-buffer is dropped, the rest arrives in order, and it recovers", SLOW, async () => {
     const t = uid("ws/slow");
     const slow = await WsClient.connect(b.url("ws"));
