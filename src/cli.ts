@@ -24,6 +24,7 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   redisPrefix: "key prefix in Redis (several brokers or tests can share one Redis)",
   connectTimeoutMs: "ms a connection may take to send CONNECT",
   maxPacketSize: "largest packet accepted, bytes",
+  maxConnectSize: "largest CONNECT accepted, bytes (capped by --max-packet-size)",
   maxQueuedMessages: "QoS 1/2 messages queued per session behind its inflight window",
   maxInflight: "QoS 1/2 messages in flight per client",
   receiveMaximum: "QoS 1/2 publishes a client may leave unacknowledged (MQTT 5)",
@@ -40,6 +41,8 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   serverReference: "redirect every client to this server (MQTT 5 0x9C/0x9D)",
   serverMoved: "with --server-reference: 0x9D server moved instead of 0x9C",
   logLevel: "debug, info, warn, error or silent",
+  nodeLeaseMs: "cluster: ms after which a silent node is dead and its sessions and wills move",
+  takeoverTimeoutMs: "cluster: ms to wait for the old node when a client id moves",
 };
 
 export function helpText(): string {

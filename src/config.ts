@@ -34,6 +34,11 @@ export interface Config {
   connectTimeoutMs: number;
   /** Largest packet accepted (bytes, whole packet) — MQTT 5 Maximum Packet Size. */
   maxPacketSize: number;
+  /**
+   * Largest CONNECT accepted (bytes, whole packet), checked from its fixed header before
+   * anything else; capped by maxPacketSize. Later packets may be up to maxPacketSize.
+   */
+  maxConnectSize: number;
   /** Bounded offline/outgoing queue per session (QoS 1/2 messages). */
   maxQueuedMessages: number;
   /** Outgoing QoS 1/2 messages in flight per client (capped by the client's Receive Maximum). */
@@ -60,6 +65,10 @@ export interface Config {
   /** With serverReference: true = 0x9D Server moved (permanent), false = 0x9C Use another server. */
   serverMoved: boolean;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
+  /** Cluster: a node whose lease (renewed every third of it) lapsed this long is dead. */
+  nodeLeaseMs: number;
+  /** Cluster: how long a takeover waits for the old owner node's answer. */
+  takeoverTimeoutMs: number;
 }
 
 export const defaults: Config = {
@@ -78,6 +87,7 @@ export const defaults: Config = {
   redisPrefix: "colibri:",
   connectTimeoutMs: 10_000,
   maxPacketSize: 16 * 1024 * 1024,
+  maxConnectSize: 64 * 1024,
   maxQueuedMessages: 1000,
   maxInflight: 1024,
   receiveMaximum: 1024,
@@ -94,6 +104,8 @@ export const defaults: Config = {
   serverReference: "",
   serverMoved: false,
   logLevel: "info",
+  nodeLeaseMs: 3000,
+  takeoverTimeoutMs: 2000,
 };
 
 export class ConfigError extends Error {
@@ -124,6 +136,7 @@ export const rules: Record<keyof Config, Rule> = {
   redisPrefix: { kind: "string" },
   connectTimeoutMs: { kind: "int", min: 100, max: 3_600_000 },
   maxPacketSize: { kind: "int", min: 64, max: 268_435_460 },
+  maxConnectSize: { kind: "int", min: 64, max: 268_435_460 },
   maxQueuedMessages: { kind: "int", min: 0, max: 10_000_000 },
   maxInflight: { kind: "int", min: 1, max: 65535 },
   receiveMaximum: { kind: "int", min: 1, max: 65535 },
@@ -140,6 +153,8 @@ export const rules: Record<keyof Config, Rule> = {
   serverReference: { kind: "string" },
   serverMoved: { kind: "bool" },
   logLevel: { kind: "enum", values: ["debug", "info", "warn", "error", "silent"] },
+  nodeLeaseMs: { kind: "int", min: 300, max: 600_000 },
+  takeoverTimeoutMs: { kind: "int", min: 100, max: 60_000 },
 };
 
 /**

@@ -15,6 +15,7 @@ import { MemoryPersistence } from "./persistence/memory.ts";
 import type { Persistence } from "./persistence/persistence.ts";
 import { type Reloadable, reloadAll } from "./reload.ts";
 import type { Transports } from "./transport.ts";
+import type { ClusterBus } from "./cluster/bus.ts";
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
@@ -32,10 +33,21 @@ export async function loadTransports(): Promise<Transports> {
   return { mqtt: tcp.listenTcp, mqtts: tls.listenTls, ws: ws.listenWebSocket, wss: ws.listenWebSocket };
 }
 
-async function openPersistence(config: Config, log: Logger): Promise<Persistence> {
-  if (config.persistence === "memory") return new MemoryPersistence();
+/**
+ * The store, and the cluster bus that comes with a shared one: every node started on the same
+ * Redis and prefix joins one cluster (a node alone on Redis is a cluster of one).
+ */
+async function openStore(config: Config, log: Logger): Promise<{ persistence: Persistence; bus?: ClusterBus }> {
+  if (config.persistence === "memory") return { persistence: new MemoryPersistence() };
   const { RedisPersistence } = await import("../adapters/redis/redis.ts");
-  return await RedisPersistence.connect({ url: config.redisUrl, prefix: config.redisPrefix, logger: log });
+  const { RedisBus } = await import("../adapters/redis/bus.ts");
+  const persistence = await RedisPersistence.connect({ url: config.redisUrl, prefix: config.redisPrefix, logger: log });
+  const incarnation = Math.floor(Math.random() * 36 ** 4).toString(36).padStart(4, "0");
+  const bus = new RedisBus(persistence, {
+    nodeId: `${config.nodeId}#${incarnation}`, url: config.redisUrl, prefix: config.redisPrefix,
+    leaseMs: config.nodeLeaseMs, logger: log,
+  });
+  return { persistence, bus };
 }
 
 function fatal(message: string): never {
@@ -89,12 +101,13 @@ export async function main(argv: string[]): Promise<void> {
   process.on("SIGHUP", () => void reloadAll(reloadables, log));
   const specs = listenerSpecs(config);
   let persistence: Persistence;
+  let bus: ClusterBus | undefined;
   try {
-    persistence = await openPersistence(config, log);
+    ({ persistence, bus } = await openStore(config, log));
   } catch (e) {
     fatal(`${(e as Error).message} (check --redis-url, or use --persistence memory)`);
   }
-  const broker = new Broker({ config, persistence, log });
+  const broker = new Broker({ config, persistence, log, bus });
   await broker.start();
   let listeners: OpenListener[];
   try {

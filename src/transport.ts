@@ -20,9 +20,23 @@ export interface Connection {
   write(bytes: Uint8Array): boolean;
   /** Bytes accepted by write() but not yet handed to the OS. */
   readonly bufferedAmount: number;
-  /** Flush what is buffered (best effort) and close. Idempotent. */
+  /**
+   * Flush what is buffered (best effort), then close with a lingering close (LINGER_MS).
+   * Idempotent.
+   */
   close(): void;
 }
+
+/**
+ * Lingering close. After the server's last packet (a DISCONNECT with an error, a CONNACK
+ * refusal) an adapter shuts down the write side (FIN) and keeps reading and discarding input
+ * until the peer closes too, LINGER_MS have passed or LINGER_BYTES have arrived, and only then
+ * closes the socket. Closing a socket that still has unread input makes the kernel answer with
+ * a TCP reset, and a reset can destroy that last packet before the client has read it (a
+ * client still sending when it is disconnected, e.g. for 0x93 Receive Maximum exceeded).
+ */
+export const LINGER_MS = 2000;
+export const LINGER_BYTES = 4 * 1024 * 1024;
 
 export interface ConnectionEvents {
   data(bytes: Uint8Array): void;

@@ -41,6 +41,8 @@ describe("system helpers", () => {
     assert.ok(p.pid > 0);
     const m = await p.waitForLine(/ready on (\d+)/, 5000);
     assert.equal(m[1], "42");
+    // stdout and stderr are two pipes: the stdout line may be read after the stderr one
+    await p.waitForLine(/^starting$/, 5000);
     assert.ok(p.lines.includes("starting"));
     const exit = await p.kill();
     assert.equal(exit.signal, "SIGTERM");

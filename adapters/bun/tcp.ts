@@ -1,9 +1,10 @@
 /// <reference types="bun-types" />
 /**
- * Bun TCP and TLS listeners: Bun.listen sockets behind the Connection seam.
+ * Bun TCP (and TLS) listener: Bun.listen sockets behind the Connection seam.
  * Bun's socket.write returns the bytes it took and may be partial: the rest is queued here
  * and flushed on `drain`, and bufferedAmount tells the core how far behind the socket is.
  * One small object per socket (it is the socket's `data` too): idle connections are cheap.
+ * close() lingers (see LINGER_MS): FIN first, input discarded until the peer closes too.
  *
  * TLS (mqtts://): BoringSSL, TLS 1.2 and 1.3 only (Bun refuses older versions). With
  * requireCertificate the handshake asks for a client certificate and refuses one that does not
@@ -14,6 +15,7 @@
  * already in use is still refused rather than shared.)
  */
 import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions, TlsMaterial } from "../../src/transport.ts";
+import { LINGER_BYTES, LINGER_MS } from "../../src/transport.ts";
 import { certificateIdentity } from "../../src/tls-identity.ts";
 
 class BunConnection implements Connection {
@@ -24,6 +26,8 @@ class BunConnection implements Connection {
   private closing = false;
   closed = false;
   identity: string | undefined;
+  /** While lingering after close(): the deadline and the bytes discarded so far. */
+  private linger: { timer: ReturnType<typeof setTimeout>; bytes: number } | undefined;
 
   constructor(private readonly socket: Bun.Socket<BunConnection>) {}
 
@@ -62,15 +66,38 @@ class BunConnection implements Connection {
       this.bufferedAmount -= b.length;
     }
     this.pending = undefined;
-    if (this.closing) this.socket.end();
+    if (this.closing) this.startLinger();
     return true;
   }
 
   close(): void {
     if (this.closed || this.closing) return;
     this.closing = true;
-    if (this.bufferedAmount === 0) this.socket.end();
-    else setTimeout(() => { if (!this.closed) this.socket.terminate(); }, 2000);
+    if (this.bufferedAmount === 0) this.startLinger();
+    else setTimeout(() => { if (!this.closed) this.socket.terminate(); }, LINGER_MS);
+  }
+
+  /** Everything is written: send FIN, keep reading until the peer closes or the time is up. */
+  private startLinger(): void {
+    if (this.closed || this.linger) return;
+    this.socket.shutdown(); // the peer reads what we sent, then end of stream
+    const timer = setTimeout(() => { if (!this.closed) this.socket.terminate(); }, LINGER_MS);
+    (timer as { unref?: () => void }).unref?.();
+    this.linger = { timer, bytes: 0 };
+  }
+
+  /** Input while lingering is discarded; true when it was (the core is done with it). */
+  discard(n: number): boolean {
+    const l = this.linger;
+    if (!l) return false;
+    l.bytes += n;
+    if (l.bytes > LINGER_BYTES && !this.closed) this.socket.terminate();
+    return true;
+  }
+
+  gone(): void {
+    this.closed = true;
+    if (this.linger) clearTimeout(this.linger.timer);
   }
 }
 
@@ -91,7 +118,7 @@ function handlers(acceptor: Acceptor, verified: boolean): Bun.SocketHandler<BunC
       conn.events = acceptor.accept(conn);
     },
     data(socket, data) {
-      socket.data.events.data(data);
+      if (!socket.data.discard(data.length)) socket.data.events.data(data);
     },
     drain(socket) {
       if (socket.data.flushPending()) socket.data.events.drain();
@@ -99,13 +126,13 @@ function handlers(acceptor: Acceptor, verified: boolean): Bun.SocketHandler<BunC
     close(socket, err) {
       const conn = socket.data;
       if (!conn || conn.closed) return;
-      conn.closed = true;
+      conn.gone();
       conn.events.close(err ?? undefined);
     },
     error(socket, err) {
       const conn = socket.data;
       if (!conn || conn.closed) return;
-      conn.closed = true;
+      conn.gone();
       conn.events.close(err);
     },
   };

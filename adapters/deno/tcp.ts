@@ -1,10 +1,13 @@
 /**
- * Deno TCP (and TLS) listener: Deno.listen connections behind the Connection seam.
+ * Deno TCP listener: Deno.listen connections behind the Connection seam. (TLS is tls.ts, on
+ * node:tls: Deno.listenTls cannot ask for client certificates nor change its certificate.)
  * A read loop per connection feeds the core; writes are queued and a single writer loop
  * awaits conn.write (which can be partial) so bytes never interleave and bufferedAmount is
- * exact.
+ * exact. close() lingers (see LINGER_MS): closeWrite() first, then the read loop discards input
+ * until the peer closes too or the time is up.
  */
 import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions } from "../../src/transport.ts";
+import { LINGER_BYTES, LINGER_MS } from "../../src/transport.ts";
 
 class DenoConnection implements Connection {
   remote: { address?: string; port?: number };
@@ -14,6 +17,8 @@ class DenoConnection implements Connection {
   private writing = false;
   private closing = false;
   closed = false;
+  /** While lingering after close(): the deadline and the bytes discarded so far. */
+  linger: { timer: ReturnType<typeof setTimeout>; bytes: number } | undefined;
 
   constructor(private readonly conn: Deno.Conn) {
     const a = conn.remoteAddr as Deno.NetAddr;
@@ -49,19 +54,33 @@ class DenoConnection implements Connection {
     } finally {
       this.writing = false;
     }
-    if (this.closing) this.shut();
+    if (this.closing) void this.startLinger();
     else if (!this.closed) this.events.drain();
   }
 
   close(): void {
     if (this.closed || this.closing) return;
     this.closing = true;
-    if (!this.writing) this.shut();
+    if (!this.writing) void this.startLinger();
+  }
+
+  /** Everything is written: send FIN; the read loop discards input until the peer closes. */
+  private async startLinger(): Promise<void> {
+    if (this.closed || this.linger) return;
+    const timer = setTimeout(() => this.shut(), LINGER_MS);
+    Deno.unrefTimer(timer as unknown as number); // a number in Deno; typed as Node's Timeout here
+    this.linger = { timer, bytes: 0 };
+    try {
+      await this.conn.closeWrite();
+    } catch {
+      this.shut();
+    }
   }
 
   shut() {
     if (this.closed) return;
     this.closed = true;
+    if (this.linger) clearTimeout(this.linger.timer);
     try { this.conn.close(); } catch { /* already closed */ }
   }
 }
@@ -79,6 +98,11 @@ async function serve(conn: Deno.Conn, acceptor: Acceptor) {
     for (;;) {
       const n = await conn.read(buf);
       if (n === null) break;
+      if (c.linger) {
+        // closing: the core is done with input, it is read only so the peer gets no reset
+        if ((c.linger.bytes += n) > LINGER_BYTES) break;
+        continue;
+      }
       events.data(buf.slice(0, n));
       if (n === buf.length && buf.length < 65536) buf = new Uint8Array(buf.length * 4);
       if (c.closed) break;
@@ -90,15 +114,28 @@ async function serve(conn: Deno.Conn, acceptor: Acceptor) {
   events.close(err);
 }
 
-export async function listenTcp(acceptor: Acceptor, opts: ListenOptions & { tls?: { cert: string; key: string } }): Promise<Listener> {
-  const listener = opts.tls
-    ? Deno.listenTls({ hostname: opts.host, port: opts.port, cert: opts.tls.cert, key: opts.tls.key })
-    : Deno.listen({ hostname: opts.host, port: opts.port });
-  (async () => {
+/**
+ * Accept until the listener is closed. A failed accept (a connection reset while it waited in
+ * the backlog, as a load balancer's probe does; EMFILE) must not stop the listener: it is
+ * skipped, with a short pause when descriptors run out.
+ */
+async function acceptLoop(listener: Deno.Listener, acceptor: Acceptor): Promise<void> {
+  for (;;) {
+    let conn: Deno.Conn;
     try {
-      for await (const conn of listener) void serve(conn, acceptor);
-    } catch { /* listener closed */ }
-  })();
+      conn = await listener.accept();
+    } catch (e) {
+      if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return; // closed
+      await new Promise((r) => setTimeout(r, /too many open files|EMFILE/i.test(String(e)) ? 100 : 0));
+      continue;
+    }
+    void serve(conn, acceptor);
+  }
+}
+
+export async function listenTcp(acceptor: Acceptor, opts: ListenOptions): Promise<Listener> {
+  const listener = Deno.listen({ hostname: opts.host, port: opts.port });
+  void acceptLoop(listener, acceptor);
   return {
     host: opts.host,
     port: (listener.addr as Deno.NetAddr).port,

@@ -10,10 +10,13 @@
  * to --cafile; an old v1 certificate that OpenSSL accepts is refused here.
  *
  * Output: socket.write queues what the OS does not take; writableLength is bufferedAmount and
- * `drain` follows, the same contract as the TCP adapters.
+ * `drain` follows, the same contract as the TCP adapters. close() lingers as they do (LINGER_MS,
+ * LINGER_BYTES): end() flushes and sends close_notify and FIN, input is then discarded until
+ * the peer closes too.
  */
 import tls from "node:tls";
 import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions, TlsMaterial } from "../../src/transport.ts";
+import { LINGER_BYTES, LINGER_MS } from "../../src/transport.ts";
 import { certificateIdentity } from "../../src/tls-identity.ts";
 
 class NodeTlsConnection implements Connection {
@@ -21,7 +24,8 @@ class NodeTlsConnection implements Connection {
   identity: string | undefined;
   events!: ConnectionEvents;
   closed = false;
-  private closing = false;
+  /** Bytes discarded since close(); undefined until then. */
+  lingered: number | undefined;
 
   constructor(private readonly socket: tls.TLSSocket) {
     this.remote = { address: socket.remoteAddress, port: socket.remotePort };
@@ -37,11 +41,18 @@ class NodeTlsConnection implements Connection {
   }
 
   close(): void {
-    if (this.closed || this.closing) return;
-    this.closing = true;
-    // flush, close_notify, FIN; then give the peer a moment to close its side
+    if (this.closed || this.lingered !== undefined) return;
+    this.lingered = 0;
     this.socket.end();
-    setTimeout(() => this.socket.destroy(), 2000).unref?.();
+    const timer = setTimeout(() => this.socket.destroy(), LINGER_MS);
+    (timer as { unref?: () => void }).unref?.();
+  }
+
+  /** Input after close() is read only so the peer gets no reset; true when it was discarded. */
+  discard(n: number): boolean {
+    if (this.lingered === undefined) return false;
+    if ((this.lingered += n) > LINGER_BYTES) this.socket.destroy();
+    return true;
   }
 }
 
@@ -63,7 +74,9 @@ export function listenTls(acceptor: Acceptor, opts: ListenOptions): Promise<List
     const events = acceptor.accept(conn);
     conn.events = events;
     let error: Error | undefined;
-    socket.on("data", (b: Uint8Array) => events.data(b));
+    socket.on("data", (b: Uint8Array) => {
+      if (!conn.discard(b.length)) events.data(b);
+    });
     socket.on("drain", () => events.drain());
     socket.on("error", (e: Error) => (error = e));
     socket.on("close", () => {

@@ -21,6 +21,22 @@
  * | P ret                | HASH | topic -> retained message blob                      | putRetained / deleteRetained            | empty |
  * | P ret:l:<i>:<value>  | SET  | topics whose level i (0-based) is <value>           | same script as ret                      | empty |
  * | P ret:d:<n>          | SET  | topics that have exactly n levels                   | same script as ret                      | empty |
+ * | P o:<cid>            | HASH | owner of the client id: n node, t fencing token     | bus claim (compare-and-set)             | disown (the owner ends the session) |
+ * | P l:<cid>            | STR  | CONNECT lock (one CONNECT per id cluster-wide)      | bus lock (SET NX PX)                    | unlock, or its PX |
+ *
+ * Cluster bus keys (adapters/redis/bus.ts; <n> is a node's identity, "<node-id>#<incarnation>"):
+ *
+ * | key                  | type | contents                                            |
+ * |----------------------|------|-----------------------------------------------------|
+ * | P nodes              | ZSET | node -> lease expiry (ms, Redis clock)              |
+ * | P in:<n>             | STRM | the node's inbox: forwarded messages, requests, replies, route acks |
+ * | P cur:<n>            | STR  | inbox position up to which everything is processed and stored |
+ * | P routes:<n>         | SET  | filters the node holds (the route table, per node)  |
+ * | P owned:<n>          | SET  | client ids the node claimed (superset; reaping reads it) |
+ * | P reap:<n>           | STR  | the survivor reaping a dead node (SET NX PX)        |
+ * | P bus                | STRM | broadcast: route deltas, nodes gone or leaving (trimmed ~10k) |
+ * | P busseq             | STR  | sequence of bus entries (a gap means a missed delta: reload) |
+ * | P epoch              | STR  | random id written once: a different or missing one means the store lost its data |
  *
  * Why this shape:
  * - Many nodes write at once. Every multi-key change is one Lua script (atomic, and a single
@@ -48,8 +64,16 @@ export class Keys {
   readonly retained: string;
   /** Prefix of message body keys, passed to scripts that derive m:<id> from ids. */
   readonly msgPrefix: string;
+  readonly nodes: string;
+  readonly bus: string;
+  readonly busSeq: string;
+  readonly epoch: string;
 
   constructor(readonly prefix: string) {
+    this.nodes = prefix + "nodes";
+    this.bus = prefix + "bus";
+    this.busSeq = prefix + "busseq";
+    this.epoch = prefix + "epoch";
     this.sessions = prefix + "sessions";
     this.retained = prefix + "ret";
     this.msgPrefix = prefix + "m:";
@@ -72,6 +96,29 @@ export class Keys {
   }
   msg(id: string): string {
     return this.msgPrefix + id;
+  }
+
+  /** Cluster ownership record of a client id (see the bus). */
+  owner(cid: string): string {
+    return this.prefix + "o:" + cid;
+  }
+  lock(cid: string): string {
+    return this.prefix + "l:" + cid;
+  }
+  inbox(node: string): string {
+    return this.prefix + "in:" + node;
+  }
+  cursor(node: string): string {
+    return this.prefix + "cur:" + node;
+  }
+  routes(node: string): string {
+    return this.prefix + "routes:" + node;
+  }
+  owned(node: string): string {
+    return this.prefix + "owned:" + node;
+  }
+  reap(node: string): string {
+    return this.prefix + "reap:" + node;
   }
 
   /** Every key of one session except message bodies (those are reference counted). */

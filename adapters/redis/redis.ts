@@ -13,12 +13,13 @@
  */
 import type { Redis } from "ioredis";
 import type { Buffer } from "node:buffer";
-import type {
-  OutgoingEntry,
-  Persistence,
-  SessionRecord,
-  StoredMessage,
-  StoredSubscription,
+import {
+  FencedError,
+  type OutgoingEntry,
+  type Persistence,
+  type SessionRecord,
+  type StoredMessage,
+  type StoredSubscription,
 } from "../../src/persistence/persistence.ts";
 import { topicMatches } from "../../src/routing/topic.ts";
 import {
@@ -62,10 +63,17 @@ export class RedisPersistence implements Persistence {
   /** Ids whose body this instance sent recently: later enqueues send the id only. If the
    *  body is gone after all, the script says so and the call is repeated with the body. */
   private readonly bodies = new Map<string, true>();
+  /** Ownership tokens this node holds (cluster fencing, see fence()): client id -> token. */
+  private readonly fences = new Map<string, string>();
 
   /** Connect (one attempt, bounded) and return the backend; rejects naming the URL. */
   static async connect(opts: RedisPersistenceOptions): Promise<RedisPersistence> {
     return new RedisPersistence(await openRedis(opts), opts);
+  }
+
+  /** The connection (auto-pipelined); the cluster bus sends through it too, in order. */
+  get client(): Redis {
+    return this.redis;
   }
 
   private constructor(private readonly redis: Redis, opts: RedisPersistenceOptions) {
@@ -83,10 +91,41 @@ export class RedisPersistence implements Persistence {
     this.s = s as Scripts;
   }
 
-  private fail(op: string): (e: unknown) => never {
+  private fail(op: string, clientId?: string): (e: unknown) => never {
     return (e) => {
+      if (clientId !== undefined && /^FENCED/.test((e as Error)?.message ?? "")) throw new FencedError(clientId);
       throw new Error(`redis persistence ${op} failed: ${(e as Error).message ?? e}`, { cause: e });
     };
+  }
+
+  // --- cluster fencing --------------------------------------------------------------------
+
+  fence(clientId: string, token: string | undefined, ifCurrent?: string): void {
+    if (ifCurrent !== undefined && this.fences.get(clientId) !== ifCurrent) return;
+    if (token === undefined) this.fences.delete(clientId);
+    else this.fences.set(clientId, token);
+  }
+
+  private token(clientId: string): string {
+    return this.fences.get(clientId) ?? "";
+  }
+
+  /** An inbox position to store with this tick's enqueues (see enqueueMany; cluster bus). */
+  private staged: { key: string; id: string } | undefined;
+
+  /**
+   * Store `id` at `key` (forward only) in the same script as the enqueues issued in this tick,
+   * if any: a node's inbox cursor moves exactly when the messages it read are queued.
+   */
+  stageCursor(key: string, id: string): void {
+    if (this.enqueues !== undefined) this.staged = { key, id };
+  }
+
+  /** Resolves once everything issued before it was applied (one connection, in order). */
+  async barrier(): Promise<void> {
+    this.flushRemovals();
+    await this.flushEnqueues();
+    await this.redis.ping();
   }
 
   // --- sessions ---------------------------------------------------------------------------
@@ -98,13 +137,13 @@ export class RedisPersistence implements Persistence {
 
   async putSession(record: SessionRecord): Promise<void> {
     const cid = record.clientId;
-    await this.s.touch(this.k.session(cid), this.k.sessions, cid, "hash!", ...encodeSession(record))
-      .catch(this.fail("putSession"));
+    await this.s.touch(this.k.session(cid), this.k.sessions, this.k.owner(cid), cid, "hash!", this.token(cid), ...encodeSession(record))
+      .catch(this.fail("putSession", cid));
   }
 
   async deleteSession(clientId: string): Promise<void> {
-    await this.s.deleteSession(...this.k.sessionKeys(clientId), this.k.sessions, clientId, this.k.msgPrefix)
-      .catch(this.fail("deleteSession"));
+    await this.s.deleteSession(...this.k.sessionKeys(clientId), this.k.sessions, this.k.owner(clientId), clientId, this.k.msgPrefix, this.token(clientId))
+      .catch(this.fail("deleteSession", clientId));
   }
 
   async *sessions(): AsyncIterable<SessionRecord> {
@@ -138,13 +177,14 @@ export class RedisPersistence implements Persistence {
     if (subs.length === 0) return;
     const fields: string[] = [];
     for (const sub of subs) fields.push(sub.filter, encodeSubscription(sub));
-    await this.s.touch(this.k.subs(clientId), this.k.sessions, clientId, "hash", ...fields)
-      .catch(this.fail("putSubscriptions"));
+    await this.s.touch(this.k.subs(clientId), this.k.sessions, this.k.owner(clientId), clientId, "hash", this.token(clientId), ...fields)
+      .catch(this.fail("putSubscriptions", clientId));
   }
 
   async removeSubscriptions(clientId: string, filters: string[]): Promise<void> {
     if (filters.length === 0) return;
-    await this.redis.hdel(this.k.subs(clientId), ...filters).catch(this.fail("removeSubscriptions"));
+    await this.s.touch(this.k.subs(clientId), this.k.sessions, this.k.owner(clientId), clientId, "hdel", this.token(clientId), ...filters)
+      .catch(this.fail("removeSubscriptions", clientId));
   }
 
   async subscriptions(clientId: string): Promise<StoredSubscription[]> {
@@ -186,15 +226,17 @@ export class RedisPersistence implements Persistence {
   private async flushEnqueues(): Promise<void> {
     const batch = this.enqueues;
     this.enqueues = undefined;
+    const cursor = this.staged;
+    this.staged = undefined;
     if (!batch) return;
     try {
       for (let attempt = 0; attempt < 2; attempt++) {
-        const keys: string[] = [this.k.sessions];
-        const args: Arg[] = [BODY_GRACE_MS, batch.length];
+        const keys: string[] = [this.k.sessions, cursor?.key ?? this.k.sessions];
+        const args: Arg[] = [BODY_GRACE_MS, batch.length, cursor?.id ?? ""];
         const inBatch = new Set<string>();
         for (const c of batch) {
-          keys.push(this.k.queue(c.clientId), this.k.entries(c.clientId));
-          args.push(c.clientId, c.entries.length);
+          keys.push(this.k.queue(c.clientId), this.k.entries(c.clientId), this.k.owner(c.clientId));
+          args.push(c.clientId, c.entries.length, this.token(c.clientId));
           for (const e of c.entries) {
             const id = e.msg.id;
             keys.push(this.k.msg(id));
@@ -204,9 +246,13 @@ export class RedisPersistence implements Persistence {
             args.push(id, encodeEntry(e), sendBody ? encodeMessage(e.msg) : "", e.msg.expiresAt ?? "");
           }
         }
-        const missing = await this.s.enqueueMany(keys.length, ...keys, ...args) as string[];
+        const [missing, fenced] = await this.s.enqueueMany(keys.length, ...keys, ...args) as [string[], string[]];
         if (missing.length === 0) {
-          for (const c of batch) c.resolve();
+          const stale = new Set(fenced);
+          for (const c of batch) {
+            if (stale.has(c.clientId)) c.reject(new FencedError(c.clientId));
+            else c.resolve();
+          }
           return;
         }
         for (const id of missing) this.bodies.delete(id);
@@ -225,8 +271,8 @@ export class RedisPersistence implements Persistence {
   }
 
   async updateOutgoing(clientId: string, entry: OutgoingEntry): Promise<void> {
-    await this.s.updateEntry(this.k.entries(clientId), entry.msg.id, encodeEntry(entry))
-      .catch(this.fail("updateOutgoing"));
+    await this.s.updateEntry(this.k.entries(clientId), this.k.owner(clientId), entry.msg.id, encodeEntry(entry), this.token(clientId))
+      .catch(this.fail("updateOutgoing", clientId));
   }
 
   /**
@@ -237,21 +283,28 @@ export class RedisPersistence implements Persistence {
   removeOutgoing(clientId: string, msgId: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const batch = this.removals ??= { keys: [], ids: [], done: [] };
-      batch.keys.push(this.k.queue(clientId), this.k.entries(clientId), this.k.msg(msgId));
-      batch.ids.push(msgId);
-      batch.done.push({ resolve, reject });
-      if (batch.ids.length === 1) queueMicrotask(() => this.flushRemovals());
+      batch.keys.push(this.k.queue(clientId), this.k.entries(clientId), this.k.msg(msgId), this.k.owner(clientId));
+      batch.ids.push(msgId, this.token(clientId));
+      batch.done.push({ clientId, resolve, reject });
+      if (batch.done.length === 1) queueMicrotask(() => this.flushRemovals());
     });
   }
 
-  private removals: { keys: string[]; ids: string[]; done: Array<{ resolve: () => void; reject: (e: unknown) => void }> } | undefined;
+  private removals: {
+    keys: string[];
+    ids: string[];
+    done: Array<{ clientId: string; resolve: () => void; reject: (e: unknown) => void }>;
+  } | undefined;
 
   private flushRemovals(): void {
     const batch = this.removals;
     this.removals = undefined;
     if (!batch) return;
     this.s.removeEntries(batch.keys.length, ...batch.keys, ...batch.ids).then(
-      () => { for (const d of batch.done) d.resolve(); },
+      (refused) => {
+        const stale = new Set(refused as number[]);
+        batch.done.forEach((d, i) => (stale.has(i + 1) ? d.reject(new FencedError(d.clientId)) : d.resolve()));
+      },
       (e) => {
         const err = new Error(`redis persistence removeOutgoing failed: ${(e as Error).message ?? e}`, { cause: e });
         for (const d of batch.done) d.reject(err);
@@ -280,12 +333,13 @@ export class RedisPersistence implements Persistence {
   // --- incoming QoS 2 ---------------------------------------------------------------------
 
   async addIncomingQos2(clientId: string, packetId: number): Promise<void> {
-    await this.s.touch(this.k.incoming(clientId), this.k.sessions, clientId, "set", packetId)
-      .catch(this.fail("addIncomingQos2"));
+    await this.s.touch(this.k.incoming(clientId), this.k.sessions, this.k.owner(clientId), clientId, "set", this.token(clientId), packetId)
+      .catch(this.fail("addIncomingQos2", clientId));
   }
 
   async removeIncomingQos2(clientId: string, packetId: number): Promise<void> {
-    await this.redis.srem(this.k.incoming(clientId), packetId).catch(this.fail("removeIncomingQos2"));
+    await this.s.touch(this.k.incoming(clientId), this.k.sessions, this.k.owner(clientId), clientId, "srem", this.token(clientId), packetId)
+      .catch(this.fail("removeIncomingQos2", clientId));
   }
 
   async incomingQos2(clientId: string): Promise<number[]> {

@@ -24,6 +24,20 @@ local function rewrite(key, items)
 end
 `;
 
+/**
+ * Fencing (cluster ownership, see bus.ts): a write of a session's state carries the token the
+ * writer holds for it, checked against o:<cid> inside the script; '' = unfenced (a single node
+ * with no ownership record, or the conformance suite).
+ */
+const FENCE = `
+local function fenced(ownerKey, token)
+  return token ~= '' and redis.call('HGET', ownerKey, 't') ~= token
+end
+`;
+
+
+import { CURSOR } from "./lua.ts";
+
 export interface ScriptDef {
   lua: string;
   /** undefined: the caller passes the key count first (variable number of keys). */
@@ -31,17 +45,22 @@ export interface ScriptDef {
 }
 
 /**
- * KEYS: target, sessions set. ARGV: cid, mode, values...
- * mode "hash!" replaces the hash (DEL + HSET), "hash" merges fields, "set" adds members.
+ * KEYS: target, sessions set, owner. ARGV: cid, mode, token, values...
+ * mode "hash!" replaces the hash (DEL + HSET), "hash" merges fields, "set" adds members,
+ * "hdel" deletes fields, "srem" removes members.
  */
 export const touch: ScriptDef = {
-  keys: 2,
-  lua: `
-if ARGV[2] == 'hash!' then redis.call('DEL', KEYS[1]) end
-if ARGV[2] == 'set' then
-  redis.call('SADD', KEYS[1], unpack(ARGV, 3))
+  keys: 3,
+  lua: FENCE + `
+if fenced(KEYS[3], ARGV[3]) then return redis.error_reply('FENCED') end
+local mode = ARGV[2]
+if mode == 'hdel' then redis.call('HDEL', KEYS[1], unpack(ARGV, 4)) return 1 end
+if mode == 'srem' then redis.call('SREM', KEYS[1], unpack(ARGV, 4)) return 1 end
+if mode == 'hash!' then redis.call('DEL', KEYS[1]) end
+if mode == 'set' then
+  redis.call('SADD', KEYS[1], unpack(ARGV, 4))
 else
-  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 end
 redis.call('SADD', KEYS[2], ARGV[1])
 return 1`,
@@ -49,20 +68,24 @@ return 1`,
 
 /**
  * Every enqueue of one tick (a fan-out to many persistent sessions, a read full of publishes)
- * in one call. KEYS: sessions, then per call q, e and one m:<id> per entry. ARGV: grace ms,
- * number of calls, then per call cid, number of entries, then per entry id, meta, blob ('' =
- * body stored already or sent earlier in this batch), expiresAt ('' = none).
- * Returns the ids whose body was not sent and is not stored (nothing written then).
+ * in one call. KEYS: sessions, an inbox cursor, then per call q, e, owner and one m:<id> per
+ * entry. ARGV: grace ms, number of calls, the cursor's new position ('' = none: the cluster bus
+ * stages the position of the inbox entries these enqueues came from, so that the cursor moves
+ * exactly when they are stored), then per call cid, number of entries, fencing token, then per entry id,
+ * meta, blob ('' = body stored already or sent earlier in this batch), expiresAt ('' = none).
+ * Returns {missing, fenced}: the ids whose body was not sent and is not stored (nothing written
+ * then), and the client ids whose token is stale (their entries are not written).
  */
 export const enqueueMany: ScriptDef = {
-  lua: `
+  lua: FENCE + CURSOR + `
 local calls = tonumber(ARGV[2])
-local missing, sent = {}, {}
-local k, a = 2, 3
+local missing, sent, fence = {}, {}, {}
+local k, a = 3, 4
 for c = 1, calls do
   local n = tonumber(ARGV[a + 1])
   local e = KEYS[k + 1]
-  k, a = k + 2, a + 2
+  if fenced(KEYS[k + 2], ARGV[a + 2]) then fence[#fence + 1] = ARGV[a] end
+  k, a = k + 3, a + 3
   for j = 1, n do
     local id, blob = ARGV[a], ARGV[a + 2]
     if blob ~= '' then sent[id] = true
@@ -72,16 +95,18 @@ for c = 1, calls do
     k, a = k + 1, a + 4
   end
 end
-if #missing > 0 then return missing end
-k, a = 2, 3
+if #missing > 0 then return { missing, fence } end
+if ARGV[3] ~= '' then advance(KEYS[2], ARGV[3]) end
+k, a = 3, 4
 for c = 1, calls do
   local cid, n = ARGV[a], tonumber(ARGV[a + 1])
   local q, e = KEYS[k], KEYS[k + 1]
-  k, a = k + 2, a + 2
-  redis.call('SADD', KEYS[1], cid)
+  local skip = fenced(KEYS[k + 2], ARGV[a + 2])
+  k, a = k + 3, a + 3
+  if not skip then redis.call('SADD', KEYS[1], cid) end
   for j = 1, n do
     local id, mk = ARGV[a], KEYS[k]
-    if redis.call('HSET', e, id, ARGV[a + 1]) == 1 then
+    if not skip and redis.call('HSET', e, id, ARGV[a + 1]) == 1 then
       redis.call('RPUSH', q, id)
       if redis.call('HINCRBY', mk, 'r', 1) == 1 then
         redis.call('HSET', mk, 'b', ARGV[a + 2])
@@ -94,13 +119,14 @@ for c = 1, calls do
     k, a = k + 1, a + 4
   end
 end
-return missing`,
+return { missing, fence }`,
 };
 
-/** KEYS: e. ARGV: id, meta. Only an existing entry is updated. */
+/** KEYS: e, owner. ARGV: id, meta, token. Only an existing entry is updated. */
 export const updateEntry: ScriptDef = {
-  keys: 1,
-  lua: `
+  keys: 2,
+  lua: FENCE + `
+if fenced(KEYS[2], ARGV[3]) then return redis.error_reply('FENCED') end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
@@ -108,19 +134,24 @@ return 1`,
 };
 
 /**
- * Many removeEntry in one call: KEYS: q1, e1, m1, q2, e2, m2, ... ARGV: id1, id2, ...
- * (the acknowledgements handled in one tick, see RedisPersistence.removeOutgoing).
+ * Many removeEntry in one call: KEYS: q1, e1, m1, o1, q2, e2, m2, o2, ... ARGV: id1, token1,
+ * id2, token2, ... (the acknowledgements handled in one tick, see
+ * RedisPersistence.removeOutgoing). Returns the positions (1-based) refused by their fence.
  */
 export const removeEntries: ScriptDef = {
-  lua: DECREF + `
-for j = 1, #ARGV do
-  local k = (j - 1) * 3
-  if redis.call('HDEL', KEYS[k + 2], ARGV[j]) == 1 then
-    redis.call('LREM', KEYS[k + 1], 1, ARGV[j])
+  lua: DECREF + FENCE + `
+local refused = {}
+for j = 1, #ARGV / 2 do
+  local k = (j - 1) * 4
+  local id = ARGV[2 * j - 1]
+  if fenced(KEYS[k + 4], ARGV[2 * j]) then
+    refused[#refused + 1] = j
+  elseif redis.call('HDEL', KEYS[k + 2], id) == 1 then
+    redis.call('LREM', KEYS[k + 1], 1, id)
     decref(KEYS[k + 3])
   end
 end
-return #ARGV`,
+return refused`,
 };
 
 /**
@@ -161,10 +192,11 @@ if dropped then rewrite(KEYS[1], keep) end
 return out`,
 };
 
-/** KEYS: s, sub, q, e, in2, sessions. ARGV: cid, msg key prefix. */
+/** KEYS: s, sub, q, e, in2, sessions, owner. ARGV: cid, msg key prefix, token. */
 export const deleteSession: ScriptDef = {
-  keys: 6,
-  lua: DECREF + `
+  keys: 7,
+  lua: DECREF + FENCE + `
+if fenced(KEYS[7], ARGV[3]) then return redis.error_reply('FENCED') end
 for _, id in ipairs(redis.call('HKEYS', KEYS[4])) do decref(ARGV[2] .. id) end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('SREM', KEYS[6], ARGV[1])

@@ -13,63 +13,8 @@
  *   message that depended on it.
  */
 
-export type QoS = 0 | 1 | 2;
-
-/** MQTT 5 publish properties that travel with a message untouched. */
-export interface MessageProperties {
-  payloadFormatIndicator?: boolean;
-  contentType?: string;
-  responseTopic?: string;
-  correlationData?: Uint8Array;
-  /**
-   * In the order received (an array of pairs keeps names interleaved as they came
-   * [MQTT-3.3.2-18]); the record form is what mqtt-packet gives for wills.
-   */
-  userProperties?: Record<string, string | string[]> | Array<[string, string]>;
-}
-
-/** An application message as stored: written once, shared by every delivery. */
-export interface StoredMessage {
-  /** Unique id (node id + sequence); stable across nodes. */
-  id: string;
-  topic: string;
-  payload: Uint8Array;
-  qos: QoS;
-  retain: boolean;
-  properties?: MessageProperties;
-  /** Epoch ms after which the message must not be delivered (MQTT 5 message expiry). */
-  expiresAt?: number;
-  /** Epoch ms when the broker received it (remaining expiry is computed from it). */
-  receivedAt: number;
-  /**
-   * In memory only, never persisted: the PUBLISH frame as a 3.1/3.1.1 publisher sent it, reused
-   * verbatim for 3.1/3.1.1 subscribers at the same QoS (protocol/publish-codec.ts reuseWire).
-   */
-  wire?: Uint8Array;
-}
-
-export interface SubscriptionOptions {
-  qos: QoS;
-  noLocal?: boolean;
-  retainAsPublished?: boolean;
-  retainHandling?: 0 | 1 | 2;
-  subscriptionId?: number;
-}
-
-export interface StoredSubscription extends SubscriptionOptions {
-  /** The filter as the client sent it, including a `$share/group/` prefix. */
-  filter: string;
-}
-
-export interface StoredWill {
-  topic: string;
-  payload: Uint8Array;
-  qos: QoS;
-  retain: boolean;
-  properties?: MessageProperties & { messageExpiryInterval?: number };
-  /** Seconds (MQTT 5 Will Delay Interval); 0 when absent. */
-  delay: number;
-}
+import type { OutgoingEntry, QoS, StoredMessage, StoredSubscription, StoredWill } from "../message.ts";
+export type * from "../message.ts";
 
 export interface SessionRecord {
   clientId: string;
@@ -85,27 +30,6 @@ export interface SessionRecord {
   will?: StoredWill;
   /** Epoch ms at which a delayed will is due (set on abnormal disconnect). */
   willAt?: number;
-}
-
-/** One outgoing QoS 1/2 delivery to a session, in order. */
-export interface OutgoingEntry {
-  msg: StoredMessage;
-  /** QoS after downgrade to the granted QoS. */
-  qos: QoS;
-  /** Retain flag as it goes on the wire (retain-as-published / retained-on-subscribe). */
-  retain: boolean;
-  subscriptionIds?: number[];
-  /**
-   * `$share/{group}/{filter}` when a shared subscription chose this session: lets the broker
-   * hand the message to another member if this session cannot take it (routing/shared.ts).
-   * In-memory bookkeeping; a backend need not store it.
-   */
-  share?: string;
-  /** Assigned once sent; undefined while only queued. */
-  packetId?: number;
-  /** "queued": not sent yet; "sent": PUBLISH sent, waiting for PUBACK/PUBREC;
-   *  "released": PUBREL sent, waiting for PUBCOMP (QoS 2). */
-  state: "queued" | "sent" | "released";
 }
 
 export interface Persistence {
@@ -154,6 +78,25 @@ export interface Persistence {
   matchRetained(filter: string): Promise<StoredMessage[]>;
   retainedCount(): Promise<number>;
 
+  // --- cluster ownership (optional: a backend shared by several nodes) ----------------------
+  /**
+   * The ownership token this node holds for a client id (undefined: none). Every later write of
+   * that session's state presents it, and is refused with a FencedError when another node has
+   * taken the session over since (its token replaced this one). With `ifCurrent`, the change
+   * is made only while the known token is still that one.
+   */
+  fence?(clientId: string, token: string | undefined, ifCurrent?: string): void;
+  /** Resolves once every write issued before it is applied (ordering point for a hand-over). */
+  barrier?(): Promise<void>;
+
   /** Release connections/timers. */
   close(): Promise<void>;
+}
+
+/** A write refused because another node owns the session now (see Persistence.fence). */
+export class FencedError extends Error {
+  constructor(readonly clientId: string) {
+    super(`session ${clientId} is owned by another node now`);
+    this.name = "FencedError";
+  }
 }

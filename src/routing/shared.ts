@@ -27,7 +27,7 @@
  * The mark saying which group a queued delivery came from (OutgoingEntry.share) lives in memory;
  * after a broker restart the restored entries stay with the session that holds them.
  */
-import type { QoS, StoredMessage, StoredSubscription } from "../persistence/persistence.ts";
+import type { QoS, StoredMessage, StoredSubscription } from "../message.ts";
 
 /** What a group needs of a member session (the router's Subscriber). */
 export interface Member {
@@ -75,8 +75,12 @@ export class SharedGroup<M extends Member = Member> {
     return true;
   }
 
+  has(clientId: string): boolean {
+    return this.members.has(clientId);
+  }
+
   /** The member for the next message of this QoS, or undefined (see the header for the order). */
-  pick(qos: QoS, except?: string, onlineOnly = false): MemberEntry<M> | undefined {
+  pick(qos: QoS, except?: string, onlineOnly = false, only?: (clientId: string) => boolean): MemberEntry<M> | undefined {
     const list = this.list;
     const n = list.length;
     let busy: MemberEntry<M> | undefined;
@@ -86,6 +90,7 @@ export class SharedGroup<M extends Member = Member> {
       const at = (this.rr + i) % n;
       const e = list[at];
       if (e.sub.clientId === except) continue;
+      if (only !== undefined && !only(e.sub.clientId)) continue;
       if (e.sub.readyForMore()) {
         this.rr = (at + 1) % n;
         return e;

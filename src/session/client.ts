@@ -10,10 +10,10 @@
  */
 import type { Connection, ConnectionEvents } from "../transport.ts";
 import type { ListenerSpec } from "../listener-spec.ts";
-import { connectProtocolLevel, decode, encode, Framer, type Packet, PINGRESP } from "../protocol/codec.ts";
+import { connectProtocolLevel, decode, encode, Framer, type OutPacket, PINGRESP } from "../protocol/codec.ts";
 import { encodePublish, reuseWire, type PublishProperties, withPacketId } from "../protocol/publish-codec.ts";
 import { connackCodeV3, MqttError, RC } from "../protocol/reason-codes.ts";
-import type { QoS, StoredMessage, StoredWill } from "../persistence/persistence.ts";
+import type { QoS, StoredMessage, StoredWill } from "../message.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Session } from "./session.ts";
 import { dispatch } from "./handlers/index.ts";
@@ -47,6 +47,11 @@ export class Client implements ConnectionEvents {
   clientId = "";
   session: Session | undefined;
   keepaliveMs = 0;
+  /**
+   * Until a whole CONNECT has arrived: when the connection was accepted (the CONNECT deadline
+   * counts from there, however the bytes trickle in); then when it arrived; once it is
+   * accepted: the last socket read (keepalive).
+   */
   lastSeen: number;
   /** Outgoing window: min(client Receive Maximum, broker maxInflight). */
   sendWindow = 65535;
@@ -83,7 +88,8 @@ export class Client implements ConnectionEvents {
   username: string | undefined;
 
   constructor(readonly conn: Connection, readonly ctx: BrokerContext, readonly listener?: ListenerSpec) {
-    this.framer = new Framer(ctx.config.maxPacketSize);
+    // CONNECT has its own, smaller limit until it is accepted (markConnected)
+    this.framer = new Framer(Math.min(ctx.config.maxConnectSize, ctx.config.maxPacketSize));
     this.lastSeen = ctx.clock.now();
     ctx.wheel.watch(this);
   }
@@ -91,6 +97,7 @@ export class Client implements ConnectionEvents {
   // --- keepalive wheel ------------------------------------------------------------------
   deadline(): number {
     if (this.closed) return Infinity;
+    // absolute from accept: bytes of a CONNECT that trickles in do not move it
     if (!this.connected) return this.lastSeen + this.ctx.config.connectTimeoutMs;
     // [MQTT-3.1.2-24] 1.5 x keepalive; 0 disables [MQTT-3.1.2-10]
     return this.keepaliveMs === 0 ? Infinity : this.lastSeen + this.keepaliveMs * 1.5;
@@ -107,11 +114,19 @@ export class Client implements ConnectionEvents {
     }
   }
 
+  /** CONNECT accepted: keepalive starts now, and packets may be as large as maxPacketSize. */
+  markConnected(): void {
+    this.connected = true;
+    this.lastSeen = this.ctx.clock.now();
+    this.framer.maxPacketSize = this.ctx.config.maxPacketSize;
+  }
+
   // --- input ------------------------------------------------------------------------------
   data(bytes: Uint8Array): void {
     if (this.closed) return;
-    // one clock read per socket read, not per packet (also the receive time of its PUBLISHes)
-    this.lastSeen = this.ctx.clock.now();
+    // one clock read per socket read, not per packet (also the receive time of its PUBLISHes);
+    // before CONNECT is accepted lastSeen stays the accept time (see deadline)
+    if (this.connected) this.lastSeen = this.ctx.clock.now();
     if (this.paused) {
       this.framer.append(bytes); // held in order until the pending handler settles
       // a client that floods while its CONNECT/SUBSCRIBE is still being stored is not
@@ -133,7 +148,9 @@ export class Client implements ConnectionEvents {
       this.framer.push(bytes, this);
     } catch (e) {
       if (first && e instanceof MqttError && e.code === RC.PACKET_TOO_LARGE && leadingConnectLevel(bytes) === 5) {
-        this.version = 5; // an oversized MQTT 5 CONNECT is answered with CONNACK 0x95 [MQTT-4.13.1-1]
+        // an oversized MQTT 5 CONNECT is answered with CONNACK 0x95 [MQTT-4.13.1-1] when its
+        // protocol level came with its fixed header; a header alone cannot tell: just closed
+        this.version = 5;
       }
       this.fail(e);
     }
@@ -155,6 +172,8 @@ export class Client implements ConnectionEvents {
         throw new MqttError(RC.UNSUPPORTED_PROTOCOL_VERSION, `unsupported protocol level ${level}`);
       }
       this.version = level;
+      // the whole CONNECT is here: its handling (a session load) gets the timeout afresh
+      this.lastSeen = this.ctx.clock.now();
     } else if (type === 1) {
       throw new MqttError(RC.PROTOCOL_ERROR, "second CONNECT on one connection"); // [MQTT-3.1.0-2]
     }
@@ -330,9 +349,8 @@ export class Client implements ConnectionEvents {
     for (const resolve of w) resolve();
   }
 
-  sendPacket(p: Exclude<Packet, { cmd: "publish" }>): void {
-    // deno-lint-ignore no-explicit-any
-    let bytes = encode(p as any, this.version);
+  sendPacket(p: OutPacket): void {
+    let bytes = encode(p, this.version);
     if (bytes.length > this.maxOutPacket) {
       const fit = this.fitToClient(p as { cmd: string; properties?: Record<string, unknown> });
       if (!fit) {
@@ -356,8 +374,7 @@ export class Client implements ConnectionEvents {
   private fitToClient(p: { cmd: string; properties?: Record<string, unknown> }): Uint8Array | undefined {
     if (!p.properties) return undefined;
     const { reasonString: _r, userProperties: _u, ...props } = p.properties;
-    // deno-lint-ignore no-explicit-any
-    const enc = (properties: Record<string, unknown>) => encode({ ...p, properties } as any, this.version);
+    const enc = (properties: Record<string, unknown>) => encode({ ...p, properties } as OutPacket, this.version);
     let b = enc(props);
     if (b.length <= this.maxOutPacket || p.cmd !== "connack") return b.length <= this.maxOutPacket ? b : undefined;
     for (const k of ["retainAvailable", "wildcardSubscriptionAvailable", "subscriptionIdentifiersAvailable", "sharedSubscriptionAvailable"]) {
@@ -379,8 +396,7 @@ export class Client implements ConnectionEvents {
     }
     const cmd = type === 4 ? "puback" : type === 5 ? "pubrec" : type === 6 ? "pubrel" : "pubcomp";
     const properties = reasonString && this.requestProblemInfo ? { reasonString } : undefined;
-    // deno-lint-ignore no-explicit-any
-    this.sendPacket({ cmd, messageId: pid, reasonCode, properties } as any);
+    this.sendPacket({ cmd, messageId: pid, reasonCode, properties } as OutPacket);
   }
 
   sendPubrel(pid: number): void {
@@ -394,13 +410,13 @@ export class Client implements ConnectionEvents {
   sendConnack(sessionPresent: boolean, code: number, properties: Record<string, unknown>): void {
     if (this.version === 5) {
       const props = Object.keys(properties).length ? properties : undefined;
-      this.sendPacket({ cmd: "connack", sessionPresent, reasonCode: code, properties: props } as Packet as never);
+      this.sendPacket({ cmd: "connack", sessionPresent, reasonCode: code, properties: props } as OutPacket);
     } else {
       // 3.1.1 return codes [MQTT-3.2.2-5]; a refusal has session present 0 [MQTT-3.2.2-4]
       const returnCode = code >= 0x80 ? connackCodeV3(code) : code;
       // 3.1 (MQIsdp) has no Session Present flag: that byte is reserved there and stays 0
       const present = this.version === 4 && sessionPresent;
-      this.sendPacket({ cmd: "connack", sessionPresent: present, returnCode } as Packet as never);
+      this.sendPacket({ cmd: "connack", sessionPresent: present, returnCode });
     }
     this.flush();
   }
@@ -468,7 +484,7 @@ export class Client implements ConnectionEvents {
     if (this.version === 5 && this.connected) {
       const properties: Record<string, unknown> = { ...extra };
       if (why && this.requestProblemInfo) properties.reasonString = why.slice(0, 200);
-      this.sendPacket({ cmd: "disconnect", reasonCode: code, properties } as never);
+      this.sendPacket({ cmd: "disconnect", reasonCode: code, properties } as OutPacket);
     }
     // a server-side disconnect is an abnormal end for the will [MQTT-3.1.2-8]
     this.shutdown(true, why);

@@ -2,7 +2,8 @@
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
-import type { Persistence, StoredMessage } from "../persistence/persistence.ts";
+import type { Persistence } from "../persistence/persistence.ts";
+import type { StoredMessage } from "../message.ts";
 import type { Router } from "../routing/router.ts";
 import type { Client } from "./client.ts";
 import type { Session } from "./session.ts";
@@ -16,6 +17,8 @@ export interface Stats {
   droppedQos0SlowConsumer: number;
   droppedTooLarge: number;
   protocolErrors: number;
+  /** Writes to the store that failed (each also logged). */
+  persistenceErrors: number;
 }
 
 export interface BrokerContext {
@@ -40,5 +43,11 @@ export interface BrokerContext {
   /** A set that collects the topics of retained messages published from now on. */
   watchRetained(): Set<string>;
   unwatchRetained(topics: Set<string>): void;
-  persistSession(session: Session, will?: import("../persistence/persistence.ts").StoredWill): Promise<void>;
+  persistSession(session: Session, will?: import("../message.ts").StoredWill): Promise<void>;
+  /** Subscriptions into the router and the cluster route table; resolves once routed everywhere. */
+  addSubscriptions(session: Session, subs: import("../message.ts").StoredSubscription[]): Promise<void> | undefined;
+  /** Remove subscriptions; true for each filter the session had. */
+  removeSubscriptions(session: Session, filters: string[]): boolean[];
+  /** A write of a session's state failed: logged and counted, or the session moved away. */
+  sessionWriteFailed(session: Session, what: string, e: unknown): void;
 }

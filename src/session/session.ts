@@ -6,12 +6,19 @@
  * Every change of a persistent session is mirrored to the Persistence seam; the promise a
  * delivery returns is what the publisher's PUBACK/PUBREC waits for.
  */
-import type { OutgoingEntry, StoredMessage, StoredSubscription, StoredWill } from "../persistence/persistence.ts";
+import type { OutgoingEntry, StoredMessage, StoredSubscription, StoredWill } from "../message.ts";
 import type { DeliveryOptions, Subscriber } from "../routing/router.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Client } from "./client.ts";
 
 export const NEVER_EXPIRES = 0xffffffff;
+
+/** A delivery waiting for the session to be set up (Session.hold). */
+interface Held {
+  msg: StoredMessage;
+  o: DeliveryOptions;
+  done?: { resolve: () => void; reject: (e: unknown) => void };
+}
 
 /**
  * Replace a payload that views a much larger buffer (the socket read it arrived in) by its own
@@ -49,8 +56,20 @@ export class Session implements Subscriber {
   pendingWill: StoredWill | undefined;
   willTimer: unknown;
   droppedMessages = 0;
+  /**
+   * While the session is being set up on this node (taken over from another node, or adopted
+   * from a dead one) deliveries wait here, in order; those drained from a dead node's inbox
+   * (older) apart from the rest. See hold() / unhold().
+   */
+  private held: { old: Held[]; fresh: Held[]; ready: Promise<void>; done: () => void } | undefined;
 
   constructor(readonly clientId: string, private readonly ctx: BrokerContext) {}
+
+  private _writeFailed: ((e: unknown) => void) | undefined;
+  /** A write of this session's state failed: logged and counted, or the session moved away. */
+  private get writeFailed(): (e: unknown) => void {
+    return this._writeFailed ??= (e) => this.ctx.sessionWriteFailed(this, "session state not stored", e);
+  }
 
   get subscriptions(): Map<string, StoredSubscription> {
     return this._subscriptions ??= new Map();
@@ -92,9 +111,63 @@ export class Session implements Subscriber {
     return this.inflight.size - this.resendPids.length;
   }
 
+  /** Hold deliveries until unhold() (the session's state is still being loaded). */
+  hold(): void {
+    if (this.held) return;
+    let done!: () => void;
+    const ready = new Promise<void>((r) => (done = r));
+    this.held = { old: [], fresh: [], ready, done };
+  }
+
+  get holding(): boolean {
+    return this.held !== undefined;
+  }
+
+  /** Resolves once the session is set up (unhold), at once when it is not held. */
+  ready(): Promise<void> {
+    return this.held?.ready ?? Promise.resolve();
+  }
+
+  /**
+   * Deliver what was held, drained messages first, skipping any message the loaded state has
+   * already (it arrived on two paths while the session moved). Each held delivery's promise
+   * settles with its real delivery.
+   */
+  unhold(): void {
+    const h = this.held;
+    if (h === undefined) return;
+    this.held = undefined;
+    const have = new Set<string>();
+    for (const e of this.queue) have.add(e.msg.id);
+    if (this._inflight) for (const e of this._inflight.values()) have.add(e.msg.id);
+    for (const list of [h.old, h.fresh]) {
+      for (const d of list) {
+        if (have.has(d.msg.id)) {
+          d.done?.resolve();
+          continue;
+        }
+        have.add(d.msg.id);
+        const r = this.deliver(d.msg, d.o);
+        if (d.done) {
+          if (r) r.then(d.done.resolve, d.done.reject);
+          else d.done.resolve();
+        }
+      }
+    }
+    h.done();
+  }
+
   /** Route entry point: one message for this session. */
   deliver(msg: StoredMessage, o: DeliveryOptions): Promise<void> | void {
     if (msg.expiresAt !== undefined && msg.expiresAt <= this.ctx.clock.now()) return;
+    if (this.held !== undefined) {
+      const d: Held = { msg, o };
+      (o.drained ? this.held.old : this.held.fresh).push(d);
+      if (o.qos === 0) return;
+      compactPayload(msg);
+      // a QoS 1/2 publisher is acknowledged once the real delivery is stored
+      return new Promise<void>((resolve, reject) => (d.done = { resolve, reject }));
+    }
     if (o.qos === 0) {
       // QoS 0 goes to a live connection only; it is not queued for an offline session
       this.client?.sendPublish(msg, 0, o.retain, o.subscriptionIds, 0, false);
@@ -119,7 +192,12 @@ export class Session implements Subscriber {
       compactPayload(msg); // it may wait long: do not pin the socket read it arrived in
       this.queue.push(entry);
     }
-    if (this.persistent) return this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);
+    if (this.persistent) {
+      const stored = this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);
+      // whoever waits on it (a publisher's ack) handles a failure; a lost ownership is ours
+      stored.catch((e) => (e as Error)?.name === "FencedError" && this.writeFailed(e));
+      return stored;
+    }
   }
 
   /** [MQTT-3.3.2-5] queued copies whose lifetime has passed are deleted (here: to make room). */
@@ -127,7 +205,7 @@ export class Session implements Subscriber {
     const now = this.ctx.clock.now();
     this.queue = this.queue.filter((e) => {
       if (e.msg.expiresAt === undefined || e.msg.expiresAt > now) return true;
-      if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+      if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
       return false;
     });
   }
@@ -155,7 +233,7 @@ export class Session implements Subscriber {
     const pid = this.allocPid();
     if (!c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, dup)) {
       // larger than the client's Maximum Packet Size: discarded for this client [MQTT-3.1.2-25]
-      if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+      if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
       return false;
     }
     e.packetId = pid;
@@ -180,11 +258,11 @@ export class Session implements Subscriber {
     while (i < this.queue.length && this.inflight.size < c.sendWindow) {
       const e = this.queue[i++];
       if (e.msg.expiresAt !== undefined && e.msg.expiresAt <= now) {
-        if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+        if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
         continue; // [MQTT-3.3.2-5] expired while queued: not delivered
       }
       if (this.send(c, e, false) && this.persistent) {
-        void this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(() => {});
+        this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(this.writeFailed);
       }
     }
     if (i > 0) this.queue = this.queue.slice(i);
@@ -196,7 +274,7 @@ export class Session implements Subscriber {
     if (!e || (expect === "sent" ? e.qos !== 1 : e.state !== "released")) return false;
     this.inflight.delete(pid);
     if (this.resendPids.length > 0) this.unpend(pid);
-    if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+    if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
     this.pump();
     return true;
   }
@@ -215,7 +293,7 @@ export class Session implements Subscriber {
     }
     if (e.state !== "released") {
       e.state = "released";
-      if (this.persistent) void this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(() => {});
+      if (this.persistent) this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(this.writeFailed);
     }
     return true;
   }
@@ -228,7 +306,7 @@ export class Session implements Subscriber {
   /** A message this client can never take (larger than its Maximum Packet Size) [MQTT-3.1.2-25]. */
   private discard(pid: number, e: OutgoingEntry): void {
     this.inflight.delete(pid);
-    if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+    if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
   }
 
   /**
@@ -263,7 +341,7 @@ export class Session implements Subscriber {
     this.queue = this.queue.filter((e) => {
       if (e.share === undefined || !canHandOver(e.share)) return true;
       out.push(e);
-      if (this.persistent) void this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(() => {});
+      if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
       return false;
     });
     return out;

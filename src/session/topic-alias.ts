@@ -37,9 +37,9 @@ export function resolveInbound(
   }
   const t = map?.get(alias);
   if (t === undefined) {
-    // §3.3.4 names 0x82 for an alias with no mapping; the issue asks for 0x94 (Topic Alias
-    // invalid) here too, which is what a client gets
-    throw new MqttError(RC.TOPIC_ALIAS_INVALID, `topic alias ${alias} was never defined on this connection`);
+    // an alias in range that this connection never mapped [MQTT-3.3.2-7] (mappings do not
+    // outlive the connection): a Protocol Error (§3.3.4), 0x94 being for the value itself
+    throw new MqttError(RC.PROTOCOL_ERROR, `topic alias ${alias} was never defined on this connection`);
   }
   return { topic: t, map };
 }

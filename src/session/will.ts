@@ -1,5 +1,5 @@
 /** Will messages: turning a stored will into a message, and its delay [MQTT-3.1.3-9]. */
-import type { StoredMessage, StoredWill } from "../persistence/persistence.ts";
+import type { StoredMessage, StoredWill } from "../message.ts";
 
 export function willMessage(w: StoredWill, id: string, now: number): StoredMessage {
   const { messageExpiryInterval, ...props } = w.properties ?? {};

@@ -108,7 +108,7 @@ export function retainedSuite(make: Make, _opts: PersistenceSuiteOptions): void 
         retain: true,
         payload: awkwardBytes(),
         expiresAt: Date.now() + 100_000,
-        properties: { payloadFormatIndicator: false, correlationData: awkwardBytes(), responseTopic: "r", userProperties: { u: ["1", "2"] } },
+        properties: { payloadFormatIndicator: 0, correlationData: awkwardBytes(), responseTopic: "r", userProperties: { u: ["1", "2"] } },
       });
       const empty = msg({ topic: "bin/2", retain: true, payload: new Uint8Array(0) });
       await p.putRetained(m);

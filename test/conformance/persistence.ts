@@ -51,7 +51,7 @@ function sessionSuite(make: Make, opts: PersistenceSuiteOptions): void {
             contentType: "application/octet-stream",
             responseTopic: "r/c1",
             correlationData: new Uint8Array([0, 0xff, 0x80, 0x0a]),
-            payloadFormatIndicator: false,
+            payloadFormatIndicator: 0,
             userProperties: { a: "1", b: ["x", "y"] },
           },
         },

@@ -16,7 +16,9 @@ export async function startBrokerProcess(args: string[], port?: number): Promise
   const p = port ?? await freePort();
   const cmd = isBun ? "node_modules/.bin/bun" : "node_modules/.bin/deno";
   const pre = isBun ? ["run", "src/main.ts"] : ["run", "-P", "src/main.ts"];
-  const proc = spawnProcess(cmd, [...pre, "--host", "127.0.0.1", "--port", String(p), ...args]);
+  // COLIBRI_TEST_ECHO=1 copies the broker's log to the test output (debugging a failure)
+  const echo = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.COLIBRI_TEST_ECHO === "1";
+  const proc = spawnProcess(cmd, [...pre, "--host", "127.0.0.1", "--port", String(p), ...args], { echo });
   await proc.waitForLine(/colibri listening/, 20_000);
   return {
     proc,

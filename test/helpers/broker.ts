@@ -10,6 +10,7 @@ import type { Clock } from "../../src/clock.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
 import type { Persistence } from "../../src/persistence/persistence.ts";
+import type { ClusterBus } from "../../src/cluster/bus.ts";
 import type { Listener, ListenFn } from "../../src/transport.ts";
 import { listenerSpecs } from "../../src/listener-spec.ts";
 import { closeListeners, openListeners, type OpenListener } from "../../src/listeners.ts";
@@ -29,16 +30,24 @@ export async function listenFn(): Promise<ListenFn> {
  * COLIBRI_TEST_PERSISTENCE=redis the Redis backend under a fresh key prefix (the same wire
  * suites then run against Redis; run `COLIBRI_TEST_PERSISTENCE=redis npm test -- test/wire`).
  */
-async function defaultPersistence(clock?: Clock): Promise<{ persistence: Persistence; cleanup?: () => Promise<void> }> {
+async function defaultPersistence(
+  clock?: Clock,
+): Promise<{ persistence: Persistence; bus?: ClusterBus; cleanup?: () => Promise<void> }> {
   const now = clock ? () => clock.now() : undefined;
   if ((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.COLIBRI_TEST_PERSISTENCE !== "redis") {
     return { persistence: new MemoryPersistence({ now }) };
   }
   const { RedisPersistence } = await import("../../adapters/redis/redis.ts");
+  const { RedisBus } = await import("../../adapters/redis/bus.ts");
   const { Redis } = await import("ioredis");
   const prefix = `colibri-test:wire:${Math.random().toString(36).slice(2)}:`;
   const url = "redis://127.0.0.1:6379";
-  const persistence = await RedisPersistence.connect({ url, prefix, now, logger: { info() {}, warn() {}, error() {} } });
+  const quiet = { info() {}, warn() {}, error() {} };
+  const persistence = await RedisPersistence.connect({ url, prefix, now, logger: quiet });
+  // a node alone on Redis is a cluster of one: the same suites run through the cluster paths
+  const bus = new RedisBus(persistence, {
+    nodeId: `test-${Math.random().toString(36).slice(2, 8)}`, url, prefix, leaseMs: 3000, logger: quiet,
+  });
   const cleanup = async () => {
     await persistence.close();
     const r = new Redis(url);
@@ -50,7 +59,7 @@ async function defaultPersistence(clock?: Clock): Promise<{ persistence: Persist
     } while (cursor !== "0");
     r.disconnect();
   };
-  return { persistence, cleanup };
+  return { persistence, bus, cleanup };
 }
 
 export interface TestBroker {
@@ -69,7 +78,7 @@ export interface TestBroker {
 
 export async function startBroker(
   config: Partial<Config> = {},
-  opts: { persistence?: Persistence; clock?: Clock; log?: Logger; start?: boolean } = {},
+  opts: { persistence?: Persistence; clock?: Clock; log?: Logger; start?: boolean; bus?: ClusterBus } = {},
 ): Promise<TestBroker> {
   const logs: string[] = [];
   const cfg = resolveConfig({ host: "127.0.0.1", port: 0, logLevel: "info", ...config });
@@ -77,7 +86,7 @@ export async function startBroker(
   const own = opts.persistence ? undefined : await defaultPersistence(clock);
   const persistence = opts.persistence ?? own!.persistence;
   const log = opts.log ?? createLogger(cfg.logLevel, (l) => logs.push(l));
-  const broker = new Broker({ config: cfg, persistence, clock, log });
+  const broker = new Broker({ config: cfg, persistence, clock, log, bus: opts.bus ?? own?.bus });
   if (opts.start !== false) await broker.start();
   const listeners = await openListeners(listenerSpecs(cfg), await loadTransports(), broker, cfg, log);
   const listener = listeners[0].listener;
@@ -128,4 +137,13 @@ export function useBroker(
 export function uniqueIds(): (prefix: string) => string {
   let n = 0;
   return (prefix) => `${prefix}-${++n}`;
+}
+
+/** Wait (polling, bounded) until a condition on the broker's state holds. */
+export async function until(cond: () => boolean, what: string, ms = 1500): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }

@@ -8,7 +8,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, until } from "../helpers/broker.ts";
 import { connectV5, RawClient } from "../helpers/raw-client.ts";
 import { ManualClock } from "../../src/clock.ts";
 import { expectBrokerServes, expectDisconnect, expectLogged, text } from "./util.ts";
@@ -185,6 +185,8 @@ describe("mqtt5: session expiry", () => {
         await s.subscribe("mq/t", { qos: 1 });
         s.disconnect();
         await s.waitClose();
+        // the broker has processed the DISCONNECT (it may wait behind the SUBSCRIBE's store writes)
+        await until(() => small.broker.sessions.get("mq-sub")?.client === undefined, "mq-sub offline");
         await p2.publish("mq/t", "soon gone", { qos: 1, properties: { messageExpiryInterval: 1 } });
         await p2.publish("mq/t", "stays", { qos: 1 });
         clock.advance(2_000);

@@ -57,6 +57,36 @@ describe("mqtt5: subscription identifiers", () => {
     await client.expectNoPacket(150);
   });
 
+  it("one copy with or without identifiers: the choice does not depend on them [MQTT-3.3.4-2] [MQTT-3.3.4-4]", async () => {
+    // the same three overlapping subscriptions, with no identifier, all with one, some with one
+    const arrangements: Array<[string, Array<number | undefined>]> = [
+      ["none", [undefined, undefined, undefined]],
+      ["all", [31, 32, 33]],
+      ["some", [undefined, 42, undefined]],
+    ];
+    const clients: RawClient[] = [];
+    for (const [name, sids] of arrangements) {
+      const { client } = await connectV5(b.port, `sid-choice-${name}`, { keepalive: 0 });
+      const filters = ["choice/+", "choice/#", "choice/x"];
+      for (let i = 0; i < filters.length; i++) {
+        const properties = sids[i] === undefined ? undefined : { subscriptionIdentifier: sids[i] };
+        await client.subscribe(filters[i], { qos: i as 0 | 1 | 2, properties });
+      }
+      clients.push(client);
+    }
+    await pub.publish("choice/x", "once", { qos: 2 });
+    for (let k = 0; k < clients.length; k++) {
+      const c = clients[k];
+      const p = await c.expectPacket("publish");
+      assert.equal(p.qos, 2, "the highest QoS of the matching subscriptions");
+      assert.deepEqual(ids(p), (arrangements[k][1].filter((x) => x !== undefined) as number[]));
+      c.sendPacket({ cmd: "pubrec", messageId: p.messageId });
+      await c.expectPacket("pubrel");
+      c.sendPacket({ cmd: "pubcomp", messageId: p.messageId });
+      await c.expectNoPacket(150); // one copy, not one per subscription
+    }
+  });
+
   it("the same identifier on two matching subscriptions comes twice (§3.3.4)", async () => {
     const { client } = await connectV5(b.port, "sid-same", { keepalive: 0 });
     await client.subscribe("same/+", { properties: { subscriptionIdentifier: 5 } });

@@ -27,7 +27,7 @@ describe("redis persistence: outage while running", () => {
     const port = await freePort();
     redis = new RedisServer(port, ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir]);
     await redis.start();
-    b = await startBrokerProcess(["--persistence", "redis", "--redis-url", redis.url, "--redis-prefix", "outage:"]);
+    b = await startBrokerProcess(["--persistence", "redis", "--redis-url", redis.url, "--redis-prefix", "outage:", "--node-lease-ms", "1000"]);
 
     const { client: sub } = await connectV4(b.port, "o-sub", { clean: false });
     sub.sendPacket({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "d/#", qos: 1 }] });
@@ -65,7 +65,7 @@ describe("redis persistence: outage while running", () => {
 
     // restart the broker too: only Redis holds the session now; every acked message is there
     await b.kill9();
-    b = await startBrokerProcess(["--persistence", "redis", "--redis-url", redis.url, "--redis-prefix", "outage:"], b.port);
+    b = await startBrokerProcess(["--persistence", "redis", "--redis-url", redis.url, "--redis-prefix", "outage:", "--node-lease-ms", "1000"], b.port);
     const { client: sub2, connack } = await connectV4(b.port, "o-sub", { clean: false });
     assert.equal(connack.sessionPresent, true);
     const payloads: string[] = [];

@@ -29,7 +29,9 @@ function redisScope(name: string, broker: () => BrokerProcess | undefined) {
   const prefix = `colibri-test:${name}:${Math.random().toString(36).slice(2)}:`;
   const scope = {
     prefix,
-    args: ["--persistence", "redis", "--redis-url", REDIS, "--redis-prefix", prefix],
+    // a restarted broker is a new cluster node: it adopts the killed one's sessions once that
+    // one's lease lapses (short here, so the test does not wait for the 3 s default)
+    args: ["--persistence", "redis", "--redis-url", REDIS, "--redis-prefix", prefix, "--node-lease-ms", "1000"],
     redis: undefined as unknown as Redis,
   };
   before(() => {

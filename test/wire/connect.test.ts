@@ -6,7 +6,7 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, until } from "../helpers/broker.ts";
 import { expectSilentClose, frame, str, u16 } from "../helpers/frames.ts";
 import { connectV3, connectV4, connectV5, RawClient } from "../helpers/raw-client.ts";
 import { ManualClock } from "../../src/clock.ts";
@@ -18,14 +18,6 @@ function connectFrame(o: { name?: string; level?: number; flags?: number; client
   if (level === 5) body.push(0); // no properties
   body.push(...str(o.clientId ?? "c"), ...(o.payload ?? []));
   return frame(0x10, body);
-}
-
-async function until(cond: () => boolean, what: string, ms = 1500): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 async function expectDisconnect(c: RawClient, code: number): Promise<void> {

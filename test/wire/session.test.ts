@@ -6,18 +6,10 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, until } from "../helpers/broker.ts";
 import { connectV4, connectV5, type PacketOf, RawClient, payloadText as text } from "../helpers/raw-client.ts";
 import { ManualClock } from "../../src/clock.ts";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
-
-async function until(cond: () => boolean, what: string, ms = 1500): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 /** The broker has seen the connection of `id` go (its session, if any, is detached). */
 function offline(b: TestBroker, id: string): Promise<void> {

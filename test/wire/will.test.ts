@@ -7,21 +7,13 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, until } from "../helpers/broker.ts";
 import { connectV4, connectV5, type PacketOf, RawClient, payloadText as text } from "../helpers/raw-client.ts";
 import { ManualClock } from "../../src/clock.ts";
 
 
 function will(topic: string, payload: string, qos: 0 | 1 | 2 = 0, retain = false, properties?: Record<string, unknown>) {
   return { will: { topic, payload: Buffer.from(payload), qos, retain, properties } };
-}
-
-async function until(cond: () => boolean, what: string, ms = 1500): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe("wire: will messages", () => {

@@ -6,7 +6,7 @@
 import type { ConnectPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
 import { topicNameError } from "../../routing/topic.ts";
-import type { StoredWill } from "../../persistence/persistence.ts";
+import type { StoredWill } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { NEVER_EXPIRES } from "../session.ts";
 import { OutAliases } from "../topic-alias.ts";
@@ -14,26 +14,32 @@ import { OutAliases } from "../topic-alias.ts";
 function validate(c: Client, p: ConnectPacket): void {
   const cfg = c.ctx.config;
   const name = p.protocolId;
-  if ((c.version === 3 && name !== "MQIsdp") || (c.version !== 3 && name !== "MQTT")) {
-    // [MQTT-3.1.2-1] protocol name must match the level
+  if (name !== "MQTT" && name !== "MQIsdp") {
+    // [MQTT-3.1.2-1] not this protocol: 5.0 may say 0x84; 3.1.1 closes without CONNACK
+    throw new MqttError(c.version === 5 ? RC.UNSUPPORTED_PROTOCOL_VERSION : RC.MALFORMED_PACKET, `protocol name ${JSON.stringify(name)}`);
+  }
+  if ((c.version === 3) !== (name === "MQIsdp")) {
+    // [MQTT-3.1.2-2] the name and the level disagree: an unsupported version (CONNACK 0x01 / 0x84)
     throw new MqttError(RC.UNSUPPORTED_PROTOCOL_VERSION, `protocol name ${name} does not match level ${c.version}`);
   }
-  if (c.version !== 5 && p.password !== undefined && p.username === undefined) {
-    throw new MqttError(RC.MALFORMED_PACKET, "password without user name"); // [MQTT-3.1.2-22]
-  }
   const props = p.properties;
+  // §3.1.2.11: the values the specification names a Protocol Error
+  if (props?.receiveMaximum === 0) throw new MqttError(RC.PROTOCOL_ERROR, "receive maximum 0");
+  if (props?.maximumPacketSize === 0) throw new MqttError(RC.PROTOCOL_ERROR, "maximum packet size 0");
+  if ((props?.requestResponseInformation ?? 0) > 1) throw new MqttError(RC.PROTOCOL_ERROR, "request response information other than 0 or 1");
+  if ((props?.requestProblemInformation ?? 0) > 1) throw new MqttError(RC.PROTOCOL_ERROR, "request problem information other than 0 or 1");
+  if (props?.authenticationData !== undefined && props.authenticationMethod === undefined) {
+    throw new MqttError(RC.PROTOCOL_ERROR, "authentication data without an authentication method");
+  }
   if (props?.authenticationMethod !== undefined) {
     // enhanced authentication is not offered [MQTT-4.12.0-1]
     throw new MqttError(RC.BAD_AUTH_METHOD, `authentication method ${props.authenticationMethod} is not supported`);
   }
-  // §3.1.2.11.3 / §3.1.2.11.4: a Receive Maximum or Maximum Packet Size of 0 is a protocol error
-  if (props?.receiveMaximum === 0) throw new MqttError(RC.PROTOCOL_ERROR, "receive maximum 0");
-  if (props?.maximumPacketSize === 0) throw new MqttError(RC.PROTOCOL_ERROR, "maximum packet size 0");
   const w = p.will;
   if (w) {
     const bad = topicNameError(w.topic);
     if (bad) throw new MqttError(c.version === 5 ? RC.TOPIC_NAME_INVALID : RC.MALFORMED_PACKET, `will ${bad}`);
-    if ((w.qos ?? 0) > cfg.maximumQoS) throw new MqttError(RC.QOS_NOT_SUPPORTED, `will QoS ${w.qos} not supported`); // [MQTT-3.2.2-12]
+    if (w.qos > cfg.maximumQoS) throw new MqttError(RC.QOS_NOT_SUPPORTED, `will QoS ${w.qos} not supported`); // [MQTT-3.2.2-12]
     if (w.retain && !cfg.retainAvailable) throw new MqttError(RC.RETAIN_NOT_SUPPORTED, "retain not available"); // [MQTT-3.2.2-13]
   }
   if (cfg.serverReference) {
@@ -57,15 +63,13 @@ function identify(c: Client, p: ConnectPacket): boolean {
 function toWill(c: Client, p: ConnectPacket): StoredWill | undefined {
   const w = p.will;
   if (!w) return undefined;
-  const pr = w.properties;
-  const payload = typeof w.payload === "string" ? new TextEncoder().encode(w.payload) : w.payload;
-  const { willDelayInterval, ...rest } = pr ?? {};
+  const { willDelayInterval, ...rest } = w.properties ?? {};
   return {
     topic: w.topic,
-    payload,
-    qos: w.qos ?? 0,
-    retain: w.retain ?? false,
-    properties: c.version === 5 && Object.keys(rest).length ? rest as StoredWill["properties"] : undefined,
+    payload: w.payload,
+    qos: w.qos,
+    retain: w.retain,
+    properties: c.version === 5 && Object.keys(rest).length ? rest : undefined,
     delay: c.version === 5 ? willDelayInterval ?? 0 : 0,
   };
 }
@@ -88,7 +92,7 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   // keepalive, capped by maxKeepalive and told to the client as Server Keep Alive, which it must
   // then use [MQTT-3.2.2-21]. Without that property the client's own value holds
   // [MQTT-3.2.2-22], so a 3.1/3.1.1 client (no way to tell it) keeps the value it sent.
-  let ka = p.keepalive ?? 0;
+  let ka = p.keepalive;
   if (c.version === 5 && cfg.maxKeepalive > 0 && (ka === 0 || ka > cfg.maxKeepalive)) {
     ka = cfg.maxKeepalive;
     ack.serverKeepAlive = ka;
@@ -112,11 +116,11 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
     // gave 0 or nothing [MQTT-3.1.2-27]
     const aliasMax = props.topicAliasMaximum ?? 0;
     c.outAliases = aliasMax > 0 ? new OutAliases(aliasMax) : undefined;
-    c.requestProblemInfo = props.requestProblemInformation !== false;
+    c.requestProblemInfo = props.requestProblemInformation !== 0;
   } else c.sendWindow = cfg.maxInflight;
   c.will = toWill(c, p);
 
-  const { session, present } = await ctx.takeSession(c.clientId, p.clean ?? true);
+  const { session, present } = await ctx.takeSession(c.clientId, p.clean);
   if (c.closed) {
     // the connection went while the session was being taken: leave the session as a
     // disconnect would (a clean one ends [MQTT-3.1.2-6], a persistent one starts its expiry)
@@ -132,7 +136,7 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   session.expiryInterval = expiry;
   session.protocolVersion = c.version;
   c.session = session;
-  c.connected = true;
+  c.markConnected();
   ctx.stats.connections++;
   if (session.persistent || c.will) await ctx.persistSession(session, c.will);
   if (c.closed) return;
@@ -147,7 +151,7 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
     ack.subscriptionIdentifiersAvailable = cfg.subscriptionIdentifiersAvailable;
     ack.sharedSubscriptionAvailable = cfg.sharedSubscriptionAvailable;
     if (cfg.maximumQoS < 2) ack.maximumQoS = cfg.maximumQoS;
-    if (props.requestResponseInformation && cfg.responseInformation) {
+    if (props.requestResponseInformation === 1 && cfg.responseInformation) {
       ack.responseInformation = cfg.responseInformation; // [MQTT-3.1.2-28]
     }
   }

@@ -1,4 +1,4 @@
-/** CONNECT-first dispatch to one handler per packet type. */
+/** CONNECT-first dispatch to one handler per packet type (the decoder refuses server-only types). */
 import type { Packet } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
 import type { Client } from "../client.ts";
@@ -27,8 +27,6 @@ export function dispatch(c: Client, p: Packet): Promise<void> | void {
     case "auth":
       // enhanced authentication is not offered (no Authentication Method accepted at CONNECT)
       throw new MqttError(RC.PROTOCOL_ERROR, "AUTH without an authentication method"); // [MQTT-4.12.0-1]
-    default:
-      // CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only
-      throw new MqttError(RC.PROTOCOL_ERROR, `${p.cmd} is not sent by clients`);
+    // CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only: refused by the decoder
   }
 }

@@ -5,7 +5,7 @@
 import type { PublishPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
 import { topicNameError } from "../../routing/topic.ts";
-import type { StoredMessage } from "../../persistence/persistence.ts";
+import type { StoredMessage } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { resolveInbound } from "../topic-alias.ts";
 
@@ -31,7 +31,8 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
     throw new MqttError(RC.RETAIN_NOT_SUPPORTED, "retained messages are not available"); // [MQTT-3.2.2-14]
   }
   const pr = p.properties;
-  if (pr?.payloadFormatIndicator && p.payload.length > 0) {
+  // only 1 announces UTF-8 (§3.3.2.3.2); other values are forwarded as sent, not judged
+  if (pr?.payloadFormatIndicator === 1 && p.payload.length > 0) {
     try {
       utf8.decode(p.payload);
     } catch {

@@ -5,7 +5,7 @@
 import type { SubscribePacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
 import { parseShared, topicFilterError } from "../../routing/topic.ts";
-import type { QoS, StoredSubscription } from "../../persistence/persistence.ts";
+import type { QoS, StoredSubscription } from "../../message.ts";
 import type { Client } from "../client.ts";
 
 export async function handleSubscribe(c: Client, p: SubscribePacket): Promise<void> {
@@ -28,12 +28,11 @@ async function subscribe(c: Client, p: SubscribePacket, superseded: Set<string>)
   if (!p.subscriptions || p.subscriptions.length === 0) {
     throw new MqttError(RC.PROTOCOL_ERROR, "SUBSCRIBE with no topic filters"); // [MQTT-3.8.3-3]
   }
-  const subId = p.properties?.subscriptionIdentifier as number | number[] | undefined;
+  const subId = p.properties?.subscriptionIdentifier; // twice: refused by the decoder (0x82)
   if (subId !== undefined && !cfg.subscriptionIdentifiersAvailable) {
     // §3.2.2.3.12: a Subscription Identifier when we said none: protocol error, DISCONNECT 0xA1
     throw new MqttError(RC.SUBSCRIPTION_IDS_NOT_SUPPORTED, "subscription identifiers are not available");
   }
-  if (Array.isArray(subId)) throw new MqttError(RC.PROTOCOL_ERROR, "more than one subscription identifier"); // §3.8.2.1.2
   if (subId === 0) throw new MqttError(RC.PROTOCOL_ERROR, "subscription identifier 0"); // §3.8.2.1.2
   if (v5) {
     // whole-packet protocol errors first, before any filter of the packet takes effect
@@ -57,6 +56,8 @@ async function subscribe(c: Client, p: SubscribePacket, superseded: Set<string>)
   const granted: number[] = [];
   const added: StoredSubscription[] = [];
   const retainedToSend: Array<{ sub: StoredSubscription; existed: boolean }> = [];
+  // routes new to this node, spreading to every node of a cluster (see the SUBACK below)
+  let routed: Promise<void>[] | undefined;
   for (const r of p.subscriptions) {
     const filter = r.topic;
     const share = parseShared(filter);
@@ -91,17 +92,26 @@ async function subscribe(c: Client, p: SubscribePacket, superseded: Set<string>)
     }
     const existed = s.subscriptions.has(filter);
     // [MQTT-3.8.4-3] an identical filter replaces the existing subscription
-    s.subscriptions.set(filter, sub);
-    ctx.router.add(s, sub, share);
+    const spreading = ctx.addSubscriptions(s, [sub]);
+    if (spreading) (routed ??= []).push(spreading);
     added.push(sub);
     granted.push(qos);
     if (!share) retainedToSend.push({ sub, existed }); // [MQTT-3.8.4-?] no retained for shared subs
   }
-  if (s.persistent && added.length) {
+  const stored = s.persistent && added.length ? ctx.persistence.putSubscriptions(s.clientId, added) : undefined;
+  if (routed) {
+    // SUBACK only once every node knows the route: a message published anywhere after the
+    // subscriber has its SUBACK reaches it (cluster). Without the store the subscription
+    // still works on this node; its route is shared when the store is back.
+    await Promise.all(routed).catch((e) =>
+      ctx.log.warn("route not shared with the other nodes yet", { clientId: c.clientId, error: String(e) })
+    );
+  }
+  if (stored) {
     try {
-      await ctx.persistence.putSubscriptions(s.clientId, added);
+      await stored;
     } catch (e) {
-      ctx.log.error("subscription not stored", { clientId: c.clientId, error: String(e) });
+      ctx.sessionWriteFailed(s, "subscription not stored", e);
       for (let i = 0; i < granted.length; i++) if (granted[i] < 0x80) granted[i] = v5 ? RC.UNSPECIFIED_ERROR : 0x80;
     }
   }

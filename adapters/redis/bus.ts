@@ -1,0 +1,654 @@
+/**
+ * The cluster bus on one Redis (the seam is src/cluster/bus.ts; key schema in keys.ts).
+ *
+ * - Inbox per node: a Redis stream. What a node sends to another within one tick is one XADD
+ *   (forwarded messages batched, src/cluster/wire.ts), so per-publisher order holds and a QoS 1/2
+ *   publisher is acknowledged once the message is in the target's inbox. The owner reads it with
+ *   XREAD on a connection of its own, remembers how far everything read is processed and stored
+ *   (cur:<n>) and trims the stream there; the survivor that reaps a dead node drains the rest.
+ * - Route table: a set of filters per node, changed by a script that also appends the delta to a
+ *   broadcast stream (`bus`, numbered: a node that sees a gap reloads the whole table). Every
+ *   node applies a delta and acknowledges it into the sender's inbox; routes() resolves when
+ *   every live node has acknowledged (or after one lease: a node that cannot answer is dead).
+ * - Leases: a sorted set node -> expiry on the Redis clock, renewed every third of the lease.
+ *   A node that finds another's lease lapsed (and has itself been in touch for a whole lease,
+ *   so that an outage of Redis does not make everyone look dead) competes for its reap lock; the
+ *   winner adopts its sessions, drops its routes everywhere, drains its inbox, deletes its keys.
+ * - Ownership: o:<cid> {node, token} changed only by compare-and-set (claim), a CONNECT lock
+ *   per client id, and the persistence's fencing (redis.ts) on every session write.
+ *
+ * Commands go through the persistence's connection (auto-pipelined), so a node's session writes
+ * and its messages to other nodes leave in the order they were made: an answer to "release" is
+ * only read by the asker after every write the releasing node made before it.
+ */
+import type { Redis } from "ioredis";
+import type { RedisPersistence } from "./redis.ts";
+import { Buffer } from "node:buffer";
+import type { BusHandler, ClusterBus, Expect, Forward, Owner, Request } from "../../src/cluster/bus.ts";
+import { decodeForwards, ForwardBatch } from "../../src/cluster/wire.ts";
+import { closeRedis, openRedis, type RedisLogger } from "./connection.ts";
+import { Keys } from "./keys.ts";
+import * as lua from "./bus-scripts.ts";
+
+export interface RedisBusOptions {
+  /** This node's identity in the cluster (unique per process: "<node-id>#<incarnation>"). */
+  nodeId: string;
+  url: string;
+  prefix: string;
+  /** Lease length; renewed every third of it. */
+  leaseMs: number;
+  logger: RedisLogger & { debug?: (m: string, f?: Record<string, unknown>) => void };
+}
+
+type Arg = string | number | Buffer;
+type Call = (...args: Arg[]) => Promise<unknown>;
+type Scripts = { [K in keyof typeof lua]: Call };
+
+interface Waiter {
+  node: string;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+interface AckWait {
+  need: Set<string>;
+  resolve: () => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+interface Outgoing {
+  batch: ForwardBatch;
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const READ_COUNT = 500;
+/** The reconnect backoff cap of connection.ts (the longest a node waits to try again). */
+const RECONNECT_BACKOFF_MS = 2000;
+const BLOCK_MS = 2000;
+
+function field(fields: Buffer[], name: string): Buffer | undefined {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i].toString() === name) return fields[i + 1];
+  return undefined;
+}
+
+function bytes(u: Uint8Array): Buffer {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}
+
+export class RedisBus implements ClusterBus {
+  readonly clustered = true;
+  readonly nodeId: string;
+  private readonly k: Keys;
+  private readonly s: Scripts;
+  private readonly log: RedisBusOptions["logger"];
+  private readonly leaseMs: number;
+  private handler!: BusHandler;
+  private reader: Redis | undefined;
+  /** node -> lease expiry (Redis clock), and that clock at the last heartbeat. */
+  private leases = new Map<string, number>();
+  private redisNow = 0;
+  private known = new Set<string>();
+  private inboxPos = "0-0";
+  private busPos = "0-0";
+  private busSeq = 0;
+  private reqSeq = 0;
+  private tokenSeq = 0;
+  private lockSeq = 0;
+  private replies = new Map<string, Waiter>();
+  private acks = new Map<string, AckWait>();
+  private earlyAcks = new Map<string, Set<string>>();
+  private outbox = new Map<string, Outgoing>();
+  private routeBatch: { add: Set<string>; rem: Set<string>; done: Array<[() => void, (e: Error) => void]> } | undefined;
+  private commitChain: Promise<unknown> = Promise.resolve();
+  private commitTimer: ReturnType<typeof setTimeout> | undefined;
+  private pendingCommit: string | undefined;
+  private committed = "0-0";
+  private connectedSince = Date.now();
+  private reaping = new Set<string>();
+  private leaving = new Set<string>();
+  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  private closing = false;
+  private epoch = "";
+  private started = false;
+  private resnap = false;
+  private loop: Promise<void> | undefined;
+
+  private readonly cmd: Redis;
+
+  constructor(private readonly store: RedisPersistence, private readonly opts: RedisBusOptions) {
+    const cmd = store.client;
+    this.cmd = cmd;
+    this.nodeId = opts.nodeId;
+    this.k = new Keys(opts.prefix);
+    this.log = opts.logger;
+    this.leaseMs = opts.leaseMs;
+    const s: Record<string, Call> = {};
+    for (const [name, def] of Object.entries(lua)) {
+      const c = `colibri_bus_${name}`;
+      cmd.defineCommand(c, { lua: def.lua, numberOfKeys: def.keys });
+      s[name] = (cmd as unknown as Record<string, Call>)[c].bind(cmd);
+    }
+    this.s = s as Scripts;
+  }
+
+  // --- membership ---------------------------------------------------------------------------
+
+  async start(handler: BusHandler): Promise<void> {
+    this.handler = handler;
+    const mine = Math.random().toString(36).slice(2, 12);
+    await this.cmd.set(this.k.epoch, mine, "NX");
+    this.epoch = (await this.cmd.get(this.k.epoch)) ?? mine;
+    await this.heartbeat();
+    await this.loadRoutes();
+    await this.resetRoutes([]); // announces this node (and creates the broadcast stream)
+    this.reader = await openRedis({ url: this.opts.url, logger: this.log, commandTimeoutMs: BLOCK_MS + 5000 });
+    this.started = true;
+    this.loop = this.readLoop();
+    this.heartbeatTimer = setInterval(() => void this.tick(), Math.max(100, Math.floor(this.leaseMs / 3)));
+    this.cmd.on("ready", this.onReady);
+    this.log.info("joined the cluster", { node: this.nodeId, peers: this.peers().length });
+  }
+
+  private onReady = () => {
+    if (!this.started || this.closing) return;
+    this.connectedSince = Date.now();
+    void this.rejoin();
+  };
+
+  /** Back in touch after an outage: same store or an empty one? Lease, routes, then the host. */
+  private async rejoin(): Promise<void> {
+    try {
+      const v = await this.cmd.get(this.k.epoch);
+      const fresh = v !== this.epoch;
+      if (fresh) {
+        if (v === null) await this.cmd.set(this.k.epoch, this.epoch, "NX");
+        this.epoch = (await this.cmd.get(this.k.epoch)) ?? this.epoch;
+        this.log.error("the Redis store lost its data (restarted empty?); writing this node's state again", { node: this.nodeId });
+      }
+      await this.heartbeat();
+      await this.loadRoutes();
+      this.handler.reconnected(fresh);
+    } catch (e) {
+      this.log.warn("rejoining the cluster failed; retried on the next reconnect", { error: String((e as Error)?.message ?? e) });
+    }
+  }
+
+  private async tick(): Promise<void> {
+    if (this.closing) return;
+    try {
+      await this.heartbeat();
+    } catch {
+      return; // the connection's own logging says why; the lease is renewed when it is back
+    }
+    // after (re)connecting, every other node gets a whole lease plus its reconnect backoff to
+    // renew before anyone is declared dead (an outage of Redis is not the death of every node)
+    const settled = Date.now() - this.connectedSince >= this.leaseMs * 4 / 3 + RECONNECT_BACKOFF_MS;
+    for (const [node, exp] of this.leases) {
+      if (node === this.nodeId || exp > this.redisNow || this.reaping.has(node)) continue;
+      if (settled || this.leaving.has(node)) void this.tryReap(node);
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    const r = await this.s.heartbeat(this.k.nodes, this.nodeId, this.leaseMs) as string[];
+    const before = this.redisNow;
+    this.redisNow = Number(r[0]);
+    const leases = new Map<string, number>();
+    for (let i = 1; i < r.length; i += 2) leases.set(r[i], Number(r[i + 1]));
+    for (const [node, exp] of leases) {
+      const was = this.leases.get(node);
+      if (exp <= this.redisNow && (was === undefined || was > before) && node !== this.nodeId) {
+        this.nodeDown(node);
+      }
+    }
+    for (const node of leases.keys()) {
+      if (!this.leases.has(node) && node !== this.nodeId) this.log.info("node joined", { node });
+    }
+    this.leases = leases;
+  }
+
+  /** A node's lease lapsed: nobody waits for its answers any more. */
+  private nodeDown(node: string): void {
+    this.log.warn("node lease lapsed", { node });
+    for (const [id, w] of this.acks) {
+      w.need.delete(node);
+      if (w.need.size === 0) this.ackDone(id);
+    }
+    for (const [id, w] of this.replies) {
+      if (w.node !== node) continue;
+      this.replies.delete(id);
+      clearTimeout(w.timer);
+      w.reject(new Error(`node ${node} is dead (its lease lapsed)`));
+    }
+  }
+
+  /**
+   * A client of `node` reconnects here while the node still owns its session: if its lease has
+   * lapsed, reap it now (without the settling time after an outage: a client coming back is a
+   * sign the node is gone, not the store). Resolves with whether the node is (now) dead.
+   */
+  async suspect(node: string): Promise<boolean> {
+    await this.heartbeat().catch(() => {});
+    if (this.isLive(node)) return false;
+    if (!this.reaping.has(node)) void this.tryReap(node);
+    return true;
+  }
+
+  peers(): string[] {
+    const out: string[] = [];
+    for (const [node, exp] of this.leases) if (node !== this.nodeId && exp > this.redisNow) out.push(node);
+    return out;
+  }
+
+  isLive(node: string): boolean {
+    if (node === this.nodeId) return true;
+    const exp = this.leases.get(node);
+    return exp !== undefined && exp > this.redisNow;
+  }
+
+  private async tryReap(node: string): Promise<void> {
+    this.reaping.add(node);
+    try {
+      const won = await this.s.reapLock(this.k.reap(node), this.k.nodes, node, this.nodeId, this.leaseMs * 20 + 60_000);
+      if (won !== 1) return;
+      const t0 = Date.now();
+      this.log.warn("node declared dead; adopting its sessions", { node, reaper: this.nodeId });
+      const ids = await this.handler.reap(node);
+      await this.bury(node);
+      this.leaving.delete(node);
+      this.log.info("dead node's sessions adopted and its inbox drained", { node, sessions: ids.length, ms: Date.now() - t0 });
+    } catch (e) {
+      this.log.error("reaping a dead node failed; retried", { node, error: String((e as Error)?.message ?? e) });
+    } finally {
+      this.reaping.delete(node);
+    }
+  }
+
+  async bury(node: string): Promise<void> {
+    const peers = this.peers();
+    const id = await this.s.forget(this.k.routes(node), this.k.bus, this.k.busSeq, node, this.nodeId) as string;
+    this.handler.nodeGone(node);
+    this.known.delete(node);
+    await this.awaitAcks(id, peers);
+    // no node sends to it any more: what its inbox holds past its cursor goes to the adopted
+    // sessions (held there behind it until released: the deliveries settle after that)
+    let pos = (await this.cmd.get(this.k.cursor(node))) ?? "0-0";
+    const work: Promise<unknown>[] = [];
+    for (;;) {
+      const entries = await this.cmd.xrangeBuffer(this.k.inbox(node), "(" + pos, "+", "COUNT", READ_COUNT) as
+        unknown as Array<[Buffer, Buffer[]]>;
+      if (entries.length === 0) break;
+      for (const [idb, fields] of entries) {
+        pos = idb.toString();
+        if (field(fields, "k")?.toString() !== "f") continue;
+        const r = this.handler.forwards(decodeForwards(field(fields, "d")!), field(fields, "s")!.toString(), node);
+        if (r) work.push(r);
+      }
+    }
+    this.handler.buried(node);
+    // the inbox goes only once what it held is stored with the sessions
+    await Promise.allSettled(work);
+    await this.s.remove(this.k.nodes, this.k.inbox(node), this.k.cursor(node), this.k.owned(node), this.k.reap(node), node);
+    this.leases.delete(node);
+  }
+
+  async leave(): Promise<void> {
+    if (!this.started || this.closing) return;
+    this.flushOutbox();
+    await this.commitNow();
+    await this.s.leave(this.k.nodes, this.k.bus, this.k.busSeq, this.nodeId);
+    this.log.info("left the cluster", { node: this.nodeId });
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.heartbeatTimer);
+    clearTimeout(this.commitTimer);
+    this.cmd.off("ready", this.onReady);
+    for (const w of this.replies.values()) {
+      clearTimeout(w.timer);
+      w.reject(new Error("bus closed"));
+    }
+    this.replies.clear();
+    for (const id of [...this.acks.keys()]) this.ackDone(id);
+    if (this.reader) await closeRedis(this.reader);
+    await this.loop?.catch(() => {});
+  }
+
+  // --- routes -------------------------------------------------------------------------------
+
+  /** Load the whole route table; the broadcast stream is read from just before it. */
+  private async loadRoutes(): Promise<void> {
+    const last = await this.cmd.xrevrangeBuffer(this.k.bus, "+", "-", "COUNT", 1) as unknown as Array<[Buffer, Buffer[]]>;
+    if (last.length > 0) {
+      this.busPos = last[0][0].toString();
+      this.busSeq = Number(field(last[0][1], "q")?.toString() ?? 0);
+    } else {
+      this.busPos = "0-0";
+      this.busSeq = Number((await this.cmd.get(this.k.busSeq)) ?? 0);
+    }
+    const nodes = (await this.cmd.zrange(this.k.nodes, 0, -1)).filter((n) => n !== this.nodeId);
+    const sets = await Promise.all(nodes.map((n) => this.cmd.smembers(this.k.routes(n))));
+    for (const gone of this.known) if (!nodes.includes(gone)) this.handler.nodeGone(gone);
+    this.known = new Set(nodes);
+    nodes.forEach((n, i) => this.handler.routes(n, sets[i], [], true));
+  }
+
+  routes(added: string[], removed: string[]): Promise<void> {
+    const b = this.routeBatch ??= { add: new Set(), rem: new Set(), done: [] };
+    for (const f of added) {
+      b.rem.delete(f);
+      b.add.add(f);
+    }
+    for (const f of removed) {
+      b.add.delete(f);
+      b.rem.add(f);
+    }
+    return new Promise((resolve, reject) => {
+      b.done.push([resolve, reject]);
+      if (b.done.length === 1) queueMicrotask(() => void this.flushRoutes());
+    });
+  }
+
+  private async flushRoutes(): Promise<void> {
+    const b = this.routeBatch;
+    this.routeBatch = undefined;
+    if (!b) return;
+    try {
+      const peers = this.peers();
+      const add = [...b.add];
+      const rem = [...b.rem];
+      const id = await this.s.routes(
+        this.k.routes(this.nodeId), this.k.bus, this.k.busSeq, this.nodeId, "0",
+        JSON.stringify({ added: add, removed: rem }), "+", ...add, "-", ...rem,
+      ) as string;
+      // a removal needs no wait: a message still sent here for it finds no subscriber
+      if (add.length > 0) await this.awaitAcks(id, peers);
+      for (const [resolve] of b.done) resolve();
+    } catch (e) {
+      const err = new Error(`route change not stored: ${(e as Error)?.message ?? e}`);
+      for (const [, reject] of b.done) reject(err);
+    }
+  }
+
+  async resetRoutes(filters: string[]): Promise<void> {
+    await this.s.routes(
+      this.k.routes(this.nodeId), this.k.bus, this.k.busSeq, this.nodeId, "1",
+      JSON.stringify({ added: filters, removed: [], reset: true }), "+", ...filters,
+    );
+  }
+
+  private awaitAcks(id: string, peers: string[]): Promise<void> {
+    const need = new Set(peers.filter((p) => this.isLive(p)));
+    const early = this.earlyAcks.get(id);
+    if (early) {
+      for (const n of early) need.delete(n);
+      this.earlyAcks.delete(id);
+    }
+    if (need.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        const w = this.acks.get(id);
+        if (w && w.need.size > 0) {
+          this.log.warn("route change not acknowledged in time by", { nodes: [...w.need].join(","), entry: id });
+        }
+        this.ackDone(id);
+      }, this.leaseMs);
+      this.acks.set(id, { need, resolve, timer });
+    });
+  }
+
+  private ackDone(id: string): void {
+    const w = this.acks.get(id);
+    if (!w) return;
+    this.acks.delete(id);
+    clearTimeout(w.timer);
+    w.resolve();
+  }
+
+  private onAck(id: string, from: string): void {
+    const w = this.acks.get(id);
+    if (!w) {
+      // the ack overtook the script's own reply (two connections): kept for a moment
+      let set = this.earlyAcks.get(id);
+      if (!set) {
+        this.earlyAcks.set(id, set = new Set());
+        setTimeout(() => this.earlyAcks.delete(id), this.leaseMs * 2);
+      }
+      set.add(from);
+      return;
+    }
+    w.need.delete(from);
+    if (w.need.size === 0) this.ackDone(id);
+  }
+
+  // --- inbox --------------------------------------------------------------------------------
+
+  send(node: string, f: Forward): Promise<void> {
+    let o = this.outbox.get(node);
+    if (o === undefined) {
+      let resolve!: () => void;
+      let reject!: (e: Error) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      o = { batch: new ForwardBatch(), promise, resolve, reject };
+      if (this.outbox.size === 0) queueMicrotask(() => this.flushOutbox());
+      this.outbox.set(node, o);
+    }
+    o.batch.add(f);
+    return o.promise;
+  }
+
+  private flushOutbox(): void {
+    if (this.outbox.size === 0) return;
+    const all = this.outbox;
+    this.outbox = new Map();
+    for (const [node, o] of all) {
+      this.s.send(this.k.inbox(node), this.k.nodes, node, "f", this.nodeId, bytes(o.batch.bytes())).then(
+        (r) => (r === 0 ? o.reject(new Error(`node ${node} has left the cluster`)) : o.resolve()),
+        (e) => o.reject(new Error(`forward to node ${node} not stored: ${(e as Error)?.message ?? e}`)),
+      );
+    }
+  }
+
+  request(node: string, req: Request, timeoutMs: number): Promise<void> {
+    if (!this.isLive(node)) return Promise.reject(new Error(`node ${node} is not live`));
+    const id = `${this.nodeId}:${++this.reqSeq}`;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.replies.delete(id);
+        reject(new Error(`node ${node} did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.replies.set(id, { node, resolve, reject, timer });
+      this.post(node, "q", JSON.stringify({ id, req })).then((r) => {
+        if (r === 0) {
+          clearTimeout(timer);
+          this.replies.delete(id);
+          reject(new Error(`node ${node} has left the cluster`));
+        }
+      }, (e) => {
+        clearTimeout(timer);
+        this.replies.delete(id);
+        reject(e);
+      });
+    });
+  }
+
+  private post(node: string, kind: string, data: string): Promise<unknown> {
+    return this.s.send(this.k.inbox(node), this.k.nodes, node, kind, this.nodeId, data);
+  }
+
+  private async answer(from: string, id: string, req: Request): Promise<void> {
+    let error: string | undefined;
+    try {
+      await this.handler.request(from, req);
+    } catch (e) {
+      error = String((e as Error)?.message ?? e);
+    }
+    // queued behind every write the request caused (same connection, in order)
+    await this.post(from, "r", JSON.stringify({ id, error })).catch(() => {});
+  }
+
+  private async readLoop(): Promise<void> {
+    const inbox = this.k.inbox(this.nodeId);
+    while (!this.closing) {
+      let res: Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+      try {
+        if (this.resnap) {
+          this.resnap = false;
+          await this.loadRoutes();
+        }
+        res = await this.reader!.xreadBuffer(
+          "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", inbox, this.k.bus, this.inboxPos, this.busPos,
+        ) as unknown as typeof res;
+      } catch {
+        if (this.closing) break;
+        await sleep(200);
+        continue;
+      }
+      if (!res) continue;
+      for (const [key, entries] of res) {
+        if (key.toString() === inbox) this.onInbox(entries);
+        else this.onBus(entries);
+      }
+    }
+  }
+
+  private onInbox(entries: Array<[Buffer, Buffer[]]>): void {
+    const work: Promise<unknown>[] = [];
+    for (const [idb, fields] of entries) {
+      const id = idb.toString();
+      this.inboxPos = id;
+      const kind = field(fields, "k")?.toString();
+      const from = field(fields, "s")?.toString() ?? "";
+      const data = field(fields, "d");
+      if (data === undefined) continue;
+      try {
+        if (kind === "f") {
+          const r = this.handler.forwards(decodeForwards(data), from);
+          if (r) work.push(r);
+        } else if (kind === "q") {
+          const { id: rid, req } = JSON.parse(data.toString()) as { id: string; req: Request };
+          void this.answer(from, rid, req);
+        } else if (kind === "r") {
+          const { id: rid, error } = JSON.parse(data.toString()) as { id: string; error?: string };
+          const w = this.replies.get(rid);
+          if (w) {
+            this.replies.delete(rid);
+            clearTimeout(w.timer);
+            if (error) w.reject(new Error(error));
+            else w.resolve();
+          }
+        } else if (kind === "a") {
+          this.onAck(data.toString(), from);
+        }
+      } catch (e) {
+        this.log.error("inbox entry not processed", { from, kind, error: String((e as Error)?.message ?? e) });
+      }
+    }
+    if (entries.length === 0) return;
+    const last = this.inboxPos;
+    // the enqueues these messages caused (this tick) store the cursor with them, atomically
+    this.store.stageCursor(this.k.cursor(this.nodeId), last);
+    const settled = Promise.allSettled(work);
+    this.commitChain = this.commitChain.then(() => settled).then(() => this.scheduleCommit(last));
+  }
+
+  private scheduleCommit(id: string): void {
+    this.pendingCommit = id;
+    if (this.commitTimer !== undefined) return;
+    this.commitTimer = setTimeout(() => {
+      this.commitTimer = undefined;
+      void this.commitNow();
+    }, 20);
+  }
+
+  private async commitNow(): Promise<void> {
+    await this.commitChain;
+    const id = this.pendingCommit;
+    if (id === undefined || id === this.committed) return;
+    this.pendingCommit = undefined;
+    try {
+      await this.s.commit(this.k.cursor(this.nodeId), this.k.inbox(this.nodeId), id);
+      this.committed = id;
+    } catch {
+      this.pendingCommit ??= id; // retried with the next one
+    }
+  }
+
+  private onBus(entries: Array<[Buffer, Buffer[]]>): void {
+    for (const [idb, fields] of entries) {
+      const id = idb.toString();
+      this.busPos = id;
+      const seq = Number(field(fields, "q")?.toString() ?? 0);
+      if (seq !== this.busSeq + 1) this.resnap = true; // missed (trimmed) or the store restarted
+      this.busSeq = seq;
+      const kind = field(fields, "k")?.toString();
+      const from = field(fields, "s")?.toString() ?? "";
+      const data = field(fields, "d")?.toString() ?? "";
+      if (from === this.nodeId) continue;
+      try {
+        if (kind === "r") {
+          const d = JSON.parse(data) as { added: string[]; removed: string[]; reset?: boolean };
+          this.known.add(from);
+          this.handler.routes(from, d.added, d.removed, d.reset === true);
+          void this.post(from, "a", id).catch(() => {});
+        } else if (kind === "g") {
+          this.known.delete(data);
+          this.handler.nodeGone(data);
+          void this.post(from, "a", id).catch(() => {});
+        } else if (kind === "l") {
+          this.leaving.add(data);
+          void this.tick();
+        }
+      } catch (e) {
+        this.log.error("bus entry not processed", { from, kind, error: String((e as Error)?.message ?? e) });
+      }
+    }
+  }
+
+  // --- ownership ----------------------------------------------------------------------------
+
+  async lock(clientId: string, waitMs: number): Promise<string | undefined> {
+    const value = `${this.nodeId}:${++this.lockSeq}`;
+    const deadline = Date.now() + waitMs;
+    const ttl = Math.max(10_000, waitMs * 3);
+    for (let delay = 5;; delay = Math.min(delay * 2, 100)) {
+      if (await this.cmd.set(this.k.lock(clientId), value, "PX", ttl, "NX")) return value;
+      if (Date.now() >= deadline) return undefined;
+      await sleep(delay);
+    }
+  }
+
+  async unlock(clientId: string, lock: string): Promise<void> {
+    await this.s.unlock(this.k.lock(clientId), lock);
+  }
+
+  async owner(clientId: string): Promise<Owner | undefined> {
+    const [node, token] = await this.cmd.hmget(this.k.owner(clientId), "n", "t");
+    return node && token ? { node, token } : undefined;
+  }
+
+  async claim(clientId: string, expect: Expect): Promise<string | undefined> {
+    const token = `${this.nodeId}.${(++this.tokenSeq).toString(36)}`;
+    const [mode, expected] = expect === null ? ["none", ""] : expect === "any" ? ["any", ""]
+      : typeof expect === "string" ? ["token", expect] : ["node", expect.node];
+    const r = await this.s.claim(this.k.owner(clientId), this.k.owned(this.nodeId), this.nodeId, token, mode, expected, clientId);
+    return typeof r === "string" ? r : undefined;
+  }
+
+  async disown(clientId: string, token: string): Promise<void> {
+    await this.s.disown(this.k.owner(clientId), this.k.owned(this.nodeId), token, clientId);
+  }
+
+  async owned(node: string): Promise<string[]> {
+    return await this.cmd.smembers(this.k.owned(node));
+  }
+}

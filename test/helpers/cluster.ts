@@ -1,0 +1,143 @@
+/**
+ * A real cluster for tests: N broker processes (the runtime that runs the test) on one Redis
+ * under a key prefix of their own, behind a real HAProxy in TCP mode:
+ *
+ * - `lb`: one frontend balancing over every node (round robin, health-checked), as users run it;
+ * - `via[i]`: one frontend per node, so a test can reach a chosen node, still through HAProxy.
+ *
+ * Everything is stopped and every key under the prefix deleted by close().
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { startBrokerProcess, type BrokerProcess } from "./broker-process.ts";
+import { ensureBinary, freePort, makeTempDir, removeDir, spawnProcess, type SpawnedProcess, waitForPort } from "./system.ts";
+
+export const REDIS_URL = "redis://127.0.0.1:6379";
+
+export interface ClusterOptions {
+  /** Node lease (ms): how fast a killed node is declared dead. Default 1000. */
+  leaseMs?: number;
+  /** More broker arguments for every node. */
+  args?: string[];
+  redisUrl?: string;
+}
+
+export class TestCluster {
+  readonly nodes: Array<BrokerProcess | undefined> = [];
+  /** The nodes' own ports (behind HAProxy). */
+  readonly ports: number[] = [];
+  /** HAProxy frontend per node. */
+  readonly via: number[] = [];
+  lb = 0;
+  readonly prefix = `colibri-test:cluster:${Math.random().toString(36).slice(2)}:`;
+  private haproxy: SpawnedProcess | undefined;
+  private dir = makeTempDir("colibri-haproxy-");
+  private redis: Redis;
+
+  constructor(readonly size: number, readonly opts: ClusterOptions = {}) {
+    this.redis = new Redis(opts.redisUrl ?? REDIS_URL);
+  }
+
+  args(i: number): string[] {
+    return [
+      "--persistence", "redis", "--redis-url", this.opts.redisUrl ?? REDIS_URL, "--redis-prefix", this.prefix,
+      "--node-id", `n${i + 1}`, "--node-lease-ms", String(this.opts.leaseMs ?? 1000), ...(this.opts.args ?? []),
+    ];
+  }
+
+  async start(): Promise<this> {
+    for (let i = 0; i < this.size; i++) {
+      this.ports.push(await freePort());
+      this.via.push(await freePort());
+    }
+    this.lb = await freePort();
+    await Promise.all(this.ports.map((_, i) => this.startNode(i)));
+    await this.startHaproxy();
+    return this;
+  }
+
+  async startNode(i: number): Promise<BrokerProcess> {
+    const b = await startBrokerProcess(this.args(i), this.ports[i]);
+    this.nodes[i] = b;
+    return b;
+  }
+
+  private async startHaproxy(): Promise<void> {
+    const bin = await ensureBinary("haproxy", "haproxy");
+    const lines = [
+      "global", "  maxconn 8000",
+      "defaults", "  mode tcp", "  timeout connect 2s", "  timeout client 120s", "  timeout server 120s",
+      "  option redispatch", "  retries 3",
+      "frontend lb", `  bind 127.0.0.1:${this.lb}`, "  default_backend all",
+      "backend all", "  balance roundrobin",
+      ...this.ports.map((p, i) => `  server n${i + 1} 127.0.0.1:${p} check inter 200ms fall 1 rise 1`),
+    ];
+    this.ports.forEach((p, i) => {
+      lines.push(`frontend f${i + 1}`, `  bind 127.0.0.1:${this.via[i]}`, `  default_backend b${i + 1}`);
+      lines.push(`backend b${i + 1}`, `  server n${i + 1} 127.0.0.1:${p}`);
+    });
+    const cfg = path.join(this.dir, "haproxy.cfg");
+    fs.writeFileSync(cfg, lines.join("\n") + "\n");
+    this.haproxy = spawnProcess(bin, ["-f", cfg, "-db"], { name: "haproxy" });
+    await waitForPort(this.lb, 10_000);
+    for (const p of this.via) await waitForPort(p, 10_000);
+  }
+
+  node(i: number): BrokerProcess {
+    const b = this.nodes[i];
+    if (!b) throw new Error(`node n${i + 1} is not running`);
+    return b;
+  }
+
+  /** kill -9 a node; it stays down until startNode(i). */
+  async kill9(i: number): Promise<void> {
+    await this.nodes[i]?.kill9();
+    this.nodes[i] = undefined;
+  }
+
+  /** SIGTERM a node (planned shutdown) and wait for it to exit. */
+  async stop(i: number): Promise<void> {
+    await this.nodes[i]?.stop();
+    this.nodes[i] = undefined;
+  }
+
+  /** Output lines of node i so far (assertions on what it logged). */
+  lines(i: number): string[] {
+    return this.nodes[i]?.proc.lines ?? [];
+  }
+
+  /** Keys under this cluster's prefix matching a pattern (the part after the prefix). */
+  async keys(pattern: string): Promise<string[]> {
+    const out: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}${pattern}`, "COUNT", 1000);
+      cursor = next;
+      out.push(...keys.map((k) => k.slice(this.prefix.length)));
+    } while (cursor !== "0");
+    return out;
+  }
+
+  /** The cluster's Redis (for assertions on what it holds). */
+  get store(): Redis {
+    return this.redis;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.nodes.map((b) => b?.stop()));
+    await this.haproxy?.kill();
+    removeDir(this.dir);
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length) await this.redis.del(...keys);
+    } while (cursor !== "0");
+    this.redis.disconnect();
+  }
+}
+
+export async function startCluster(size: number, opts: ClusterOptions = {}): Promise<TestCluster> {
+  return await new TestCluster(size, opts).start();
+}
