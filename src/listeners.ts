@@ -4,7 +4,7 @@
  * acceptor that tells the core which listener a connection came through (per-listener settings:
  * use-identity-as-username now, authentication next).
  */
-import type { Config } from "./config.ts";
+import { type Config, ConfigError } from "./config.ts";
 import type { ListenerSpec } from "./listener-spec.ts";
 import { authority } from "./listen-url.ts";
 import type { Logger } from "./log.ts";
@@ -66,7 +66,7 @@ export async function openListeners(
       opened.push({ spec: bound, listener });
     } catch (e) {
       await closeListeners(opened);
-      throw e instanceof Error && e.name === "ConfigError" ? e : new ListenError(spec, e);
+      throw e instanceof ConfigError ? e : new ListenError(spec, e);
     }
   }
   return opened;

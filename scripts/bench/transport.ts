@@ -30,16 +30,16 @@ export type TransportKind = "net" | "bun";
 
 export type Connector = (host: string, port: number, handlers: ConnHandlers) => Promise<Conn>;
 
-function connectNet(host: string, port: number, h: ConnHandlers): Promise<Conn> {
+/** A node:net or node:tls socket as a Conn, once `ready` ("connect" / "secureConnect") fires. */
+function nodeConn(s: net.Socket, ready: "connect" | "secureConnect", h: ConnHandlers): Promise<Conn> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host, port, noDelay: true });
     let open = false;
     s.on("data", (chunk: Uint8Array) => h.data(chunk));
     s.on("close", () => h.close());
     s.on("error", (err: Error) => {
       if (!open) reject(err);
     });
-    s.once("connect", () => {
+    s.once(ready, () => {
       open = true;
       resolve({
         write: (d) => void s.write(d),
@@ -48,6 +48,10 @@ function connectNet(host: string, port: number, h: ConnHandlers): Promise<Conn> 
       });
     });
   });
+}
+
+function connectNet(host: string, port: number, h: ConnHandlers): Promise<Conn> {
+  return nodeConn(net.connect({ host, port, noDelay: true }), "connect", h);
 }
 
 /** The subset of Bun's socket API used here (declared locally so `deno check` passes). */
@@ -155,20 +159,9 @@ function connectBun(host: string, port: number, h: ConnHandlers): Promise<Conn> 
 }
 
 function connectTls(host: string, port: number, h: ConnHandlers): Promise<Conn> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host, port, rejectUnauthorized: false });
-    s.setNoDelay(true);
-    let open = false;
-    s.on("data", (chunk: Uint8Array) => h.data(chunk));
-    s.on("close", () => h.close());
-    s.on("error", (err: Error) => {
-      if (!open) reject(err);
-    });
-    s.once("secureConnect", () => {
-      open = true;
-      resolve({ write: (d) => void s.write(d), buffered: () => s.writableLength, destroy: () => s.destroy() });
-    });
-  });
+  const s = tls.connect({ host, port, rejectUnauthorized: false });
+  s.setNoDelay(true);
+  return nodeConn(s, "secureConnect", h);
 }
 
 /** RFC 6455 client frame header for a binary frame of n bytes, mask key 0 (see the top). */
