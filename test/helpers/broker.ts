@@ -11,7 +11,7 @@ import { createLogger, type Logger } from "../../src/log.ts";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
 import type { Persistence } from "../../src/persistence/persistence.ts";
 import type { ClusterBus } from "../../src/cluster/bus.ts";
-import type { Listener, ListenFn } from "../../src/transport.ts";
+import type { Listener } from "../../src/transport.ts";
 import { listenerSpecs } from "../../src/listener-spec.ts";
 import { closeListeners, openListeners, type OpenListener } from "../../src/listeners.ts";
 import { loadTransports } from "../../src/main.ts";
@@ -19,11 +19,6 @@ import { after, before } from "node:test";
 import { RawClient } from "./raw-client.ts";
 
 export const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
-
-/** The runtime's plain TCP listener (src/main.ts picks it). */
-export async function listenFn(): Promise<ListenFn> {
-  return (await loadTransports()).mqtt;
-}
 
 /**
  * The store a test broker gets unless the test brings its own: memory, or with
