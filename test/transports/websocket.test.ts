@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import fs from "node:fs";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { isBun, startBroker, type TestBroker } from "../helpers/broker.ts";
 import { makePki, type Pki } from "../helpers/certs.ts";
 import { httpRequest, OP, WsClient } from "../helpers/ws-client.ts";
 import { mosquittoPub } from "../helpers/system.ts";
@@ -26,6 +26,7 @@ function mqttjs(url: string, opts: IClientOptions): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     c.once("connect", () => resolve(c));
     c.once("error", reject);
+    c.once("close", () => reject(new Error(`${url}: closed before CONNACK`)));
   });
 }
 
@@ -82,6 +83,32 @@ describe("MQTT over WebSocket (ws://, wss://)", () => {
     await c.publishAsync(t, "over-wss", { qos: 2 });
     assert.deepEqual(await got, { topic: t, payload: "over-wss", qos: 2 });
     c.end(true);
+  });
+
+  it(`wss:// with --require-certificate: ${isBun ? "a client certificate from the CA is required (Bun.serve)" : "refused at start under Deno, saying why"}`, SLOW, async () => {
+    const config = {
+      logLevel: "warn" as const, certfile: pki.server.cert, keyfile: pki.server.key, cafile: pki.ca,
+      listen: ["wss://127.0.0.1:0/mqtt?require-certificate=true"],
+    };
+    if (!isBun) {
+      await assert.rejects(startBroker(config), /--require-certificate is not available on wss:\/\/ listeners under Deno/);
+      return;
+    }
+    const m = await startBroker(config);
+    try {
+      const ca = fs.readFileSync(pki.ca, "utf8");
+      const c = await mqttjs(m.url("wss"), {
+        ca, cert: fs.readFileSync(pki.client.cert, "utf8"), key: fs.readFileSync(pki.client.key, "utf8"), rejectUnauthorized: true,
+      });
+      assert.ok(c.connected);
+      c.end(true);
+      await assert.rejects(mqttjs(m.url("wss"), { ca, rejectUnauthorized: true }));
+      await assert.rejects(mqttjs(m.url("wss"), {
+        ca, cert: fs.readFileSync(pki.rogueClient.cert, "utf8"), key: fs.readFileSync(pki.rogueClient.key, "utf8"),
+      }));
+    } finally {
+      await m.close();
+    }
   });
 
   it("MQTT.js as an MQTT 3.1 client (MQIsdp, subprotocol mqttv3.1)", SLOW, async () => {
