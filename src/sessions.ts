@@ -144,7 +144,15 @@ export class SessionRegistry {
         token = await this.claim(clientId, await this.bus.owner(clientId));
         this.b.persistence.fence?.(clientId, token);
       }
-      const rec = await this.b.persistence.getSession(clientId).catch(() => undefined);
+      let rec: SessionRecord | undefined;
+      try {
+        rec = await this.b.persistence.getSession(clientId);
+      } catch (e) {
+        // without the store a persistent session cannot be resumed nor kept: refused (0x88);
+        // a clean one does not need it
+        if (!clean) throw new MqttError(RC.SERVER_UNAVAILABLE, "server unavailable, try again later");
+        this.b.log.warn("session record not read", { clientId, error: String((e as Error)?.message ?? e) });
+      }
       s = this.map.get(clientId); // another connect may have won meanwhile
       if (!s && rec && rec.expiryInterval > 0) s = await this.restore(rec, token);
       if (s?.client) s.client.disconnect(RC.SESSION_TAKEN_OVER, "session taken over by a new connection");
@@ -555,9 +563,8 @@ export class SessionRegistry {
   async start(): Promise<void> {
     const records: SessionRecord[] = [];
     for await (const rec of this.b.persistence.sessions()) records.push(rec);
-    const now = this.b.clock.now();
-    let restored = 0;
-    const one = async (rec: SessionRecord) => {
+    const taken: Array<{ rec: SessionRecord; token?: string }> = [];
+    await this.inBatches(records, async (rec) => {
       let token: string | undefined;
       if (this.b.cluster.enabled) {
         if ((await this.bus.owner(rec.clientId)) !== undefined) return;
@@ -565,13 +572,26 @@ export class SessionRegistry {
         if (token === undefined) return; // another node took it meanwhile
         this.b.persistence.fence?.(rec.clientId, token);
       }
-      if (rec.expiryInterval === 0) return await this.recoverClean(rec, token);
-      const s = await this.restore(rec, token);
-      await this.recover(s, rec, now);
-      restored++;
-    };
-    await this.inBatches(records, one);
-    if (restored) this.b.log.info("sessions restored", { count: restored });
+      taken.push({ rec, token });
+    });
+    const restored = await this.recoverAll(taken, false);
+    if (restored.length) this.b.log.info("sessions restored", { count: restored.length });
+  }
+
+  /**
+   * Sessions taken from the store (owned here now): every persistent one restored first, then
+   * the wills and expiries of all of them, so that a will published now reaches a subscriber
+   * among them [issue: restore sessions before publishing recovered wills].
+   */
+  private async recoverAll(taken: Array<{ rec: SessionRecord; token?: string }>, held: boolean): Promise<string[]> {
+    const now = this.b.clock.now();
+    const restored: Array<[Session, SessionRecord]> = [];
+    await this.inBatches(taken.filter((t) => t.rec.expiryInterval > 0), async ({ rec, token }) => {
+      restored.push([await this.restore(rec, token, held), rec]);
+    });
+    for (const { rec, token } of taken) if (rec.expiryInterval === 0) await this.recoverClean(rec, token);
+    for (const [s, rec] of restored) await this.recover(s, rec, now);
+    return restored.map(([s]) => s.clientId);
   }
 
   private async inBatches<T>(items: T[], fn: (t: T) => Promise<void>): Promise<void> {
@@ -587,8 +607,7 @@ export class SessionRegistry {
    */
   async adopt(node: string): Promise<string[]> {
     const ids = await this.bus.owned(node);
-    const now = this.b.clock.now();
-    const adopted: string[] = [];
+    const taken: Array<{ rec: SessionRecord; token?: string }> = [];
     let wills = 0;
     await this.inBatches(ids, async (clientId) => {
       const token = await this.bus.claim(clientId, { node });
@@ -601,11 +620,9 @@ export class SessionRegistry {
         return;
       }
       if (rec.will && rec.disconnectedAt === undefined) wills++;
-      if (rec.expiryInterval === 0) return await this.recoverClean(rec, token);
-      const s = await this.restore(rec, token, true);
-      adopted.push(clientId);
-      await this.recover(s, rec, now);
+      taken.push({ rec, token });
     });
+    const adopted = await this.recoverAll(taken, true);
     this.b.log.info("adopted a dead node's sessions", { node, sessions: adopted.length, wills });
     return adopted;
   }

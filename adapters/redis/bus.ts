@@ -24,7 +24,7 @@
 import type { Redis } from "ioredis";
 import type { RedisPersistence } from "./redis.ts";
 import { Buffer } from "node:buffer";
-import type { BusHandler, ClusterBus, Expect, Forward, Owner, Request } from "../../src/cluster/bus.ts";
+import type { BusHandler, BusStats, ClusterBus, Expect, Forward, Owner, Request } from "../../src/cluster/bus.ts";
 import { decodeForwards, ForwardBatch } from "../../src/cluster/wire.ts";
 import { closeRedis, openRedis, type RedisLogger } from "./connection.ts";
 import { Keys } from "./keys.ts";
@@ -82,6 +82,7 @@ function bytes(u: Uint8Array): Buffer {
 export class RedisBus implements ClusterBus {
   readonly clustered = true;
   readonly nodeId: string;
+  readonly stats: BusStats = { messagesSent: 0, batchesSent: 0, messagesReceived: 0, batchesReceived: 0 };
   private readonly k: Keys;
   private readonly s: Scripts;
   private readonly log: RedisBusOptions["logger"];
@@ -205,8 +206,8 @@ export class RedisBus implements ClusterBus {
         this.nodeDown(node);
       }
     }
-    for (const node of leases.keys()) {
-      if (!this.leases.has(node) && node !== this.nodeId) this.log.info("node joined", { node });
+    for (const [node, exp] of leases) {
+      if (!this.leases.has(node) && node !== this.nodeId && exp > this.redisNow) this.log.info("node joined", { node });
     }
     this.leases = leases;
   }
@@ -451,6 +452,8 @@ export class RedisBus implements ClusterBus {
     const all = this.outbox;
     this.outbox = new Map();
     for (const [node, o] of all) {
+      this.stats.batchesSent++;
+      this.stats.messagesSent += o.batch.count;
       this.s.send(this.k.inbox(node), this.k.nodes, node, "f", this.nodeId, bytes(o.batch.bytes())).then(
         (r) => (r === 0 ? o.reject(new Error(`node ${node} has left the cluster`)) : o.resolve()),
         (e) => o.reject(new Error(`forward to node ${node} not stored: ${(e as Error)?.message ?? e}`)),
@@ -532,7 +535,10 @@ export class RedisBus implements ClusterBus {
       if (data === undefined) continue;
       try {
         if (kind === "f") {
-          const r = this.handler.forwards(decodeForwards(data), from);
+          const list = decodeForwards(data);
+          this.stats.batchesReceived++;
+          this.stats.messagesReceived += list.length;
+          const r = this.handler.forwards(list, from);
           if (r) work.push(r);
         } else if (kind === "q") {
           const { id: rid, req } = JSON.parse(data.toString()) as { id: string; req: Request };

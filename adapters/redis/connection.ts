@@ -101,9 +101,37 @@ export async function openRedis(opts: ConnectionOptions): Promise<Redis> {
   } finally {
     clearTimeout(timer);
   }
+  await checkDatabase(redis, opts.url, where);
   started = true;
   watchdogs.set(redis, watchdog(redis, opts.commandTimeoutMs ?? 5000, where));
   return redis;
+}
+
+/**
+ * The database a URL names (`redis://host/5`) must exist: ioredis selects it on connect but
+ * goes on with database 0 when the server refuses, which would silently mix data.
+ */
+async function checkDatabase(redis: Redis, url: string, where: string): Promise<void> {
+  let db: number;
+  try {
+    db = Number(new URL(url).pathname.replace(/^\//, "") || "0");
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(db) || db === 0) return;
+  try {
+    await redis.select(db);
+  } catch (e) {
+    let have = "";
+    try {
+      const r = await redis.config("GET", "databases") as string[];
+      if (r[1]) have = ` (it has ${r[1]}: 0 to ${Number(r[1]) - 1})`;
+    } catch { /* CONFIG may be disabled */ }
+    redis.disconnect();
+    throw new Error(
+      `Redis at ${where} has no database ${db}${have}: ${(e as Error).message}. Use a database number that exists in --redis-url.`,
+    );
+  }
 }
 
 interface QueuedCommand {

@@ -93,7 +93,7 @@ export class RedisPersistence implements Persistence {
 
   private fail(op: string, clientId?: string): (e: unknown) => never {
     return (e) => {
-      if (clientId !== undefined && /^FENCED/.test((e as Error)?.message ?? "")) throw new FencedError(clientId);
+      if (clientId !== undefined && /\bFENCED\b/.test((e as Error)?.message ?? "")) throw new FencedError(clientId);
       throw new Error(`redis persistence ${op} failed: ${(e as Error).message ?? e}`, { cause: e });
     };
   }

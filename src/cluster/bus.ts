@@ -16,6 +16,7 @@
  */
 import type { StoredMessage } from "../message.ts";
 
+
 /** One published message on its way to one node. */
 export interface Forward {
   msg: StoredMessage;
@@ -73,8 +74,19 @@ export class NotOwnerError extends Error {
   }
 }
 
+/** Traffic counters of a bus (metrics, and tests of interest routing). */
+export interface BusStats {
+  /** Messages this node forwarded to others, and the batches (inbox appends) they went in. */
+  messagesSent: number;
+  batchesSent: number;
+  /** Messages other nodes forwarded to this one. */
+  messagesReceived: number;
+  batchesReceived: number;
+}
+
 export interface ClusterBus {
   readonly nodeId: string;
+  readonly stats: BusStats;
   /** False for a node alone (LocalBus): every cluster step is skipped. */
   readonly clustered: boolean;
   /** Join: take the lease, load the route table, start reading the inbox. */
@@ -126,6 +138,7 @@ export interface ClusterBus {
 /** A node alone: nothing to share, nothing to wait for. */
 export class LocalBus implements ClusterBus {
   readonly clustered = false;
+  readonly stats: BusStats = { messagesSent: 0, batchesSent: 0, messagesReceived: 0, batchesReceived: 0 };
   constructor(readonly nodeId: string) {}
   async start(): Promise<void> {}
   peers(): string[] {

@@ -224,7 +224,8 @@ export class Client implements ConnectionEvents {
       this.shutdown(false, err.message);
       return;
     }
-    this.disconnect(err.code, err.message);
+    // a client is told why in protocol terms; an internal failure's text stays in the log
+    this.disconnect(err.code, e instanceof MqttError ? err.message : "internal server error");
   }
 
   // --- output -----------------------------------------------------------------------------

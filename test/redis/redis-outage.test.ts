@@ -47,6 +47,16 @@ describe("redis persistence: outage while running", () => {
     await pub.waitClose();
     assert.equal(pub.received.length > 0, true);
 
+    // a persistent session cannot be resumed or kept without the store: refused with Server
+    // unavailable (5.0 0x88, 3.1.1 0x03), and nothing internal in what the client reads
+    const { client: p5, connack: r5 } = await connectV5(b.port, "o-persist-5", { clean: false, properties: { sessionExpiryInterval: 60 } });
+    assert.equal(r5.reasonCode, 0x88);
+    assert.doesNotMatch(JSON.stringify(r5.properties ?? {}), /redis|stream|writeable/i);
+    await p5.waitClose();
+    const { client: p4, connack: r4 } = await connectV4(b.port, "o-persist-4", { clean: false });
+    assert.equal(r4.returnCode, 3);
+    await p4.waitClose();
+
     // local traffic between clean sessions goes on
     const { client: a } = await connectV4(b.port, "o-a");
     a.sendPacket({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "local/x", qos: 0 }] });

@@ -29,6 +29,16 @@ describe("redis persistence: start-up", () => {
     assert.match(out, /--redis-url/);
   });
 
+  it("refuses a database the URL names that the server does not have, instead of using database 0", async () => {
+    const p = spawnProcess(cmd, [...pre, "--port", "0", "--persistence", "redis", "--redis-url", "redis://127.0.0.1:6379/99"]);
+    const exit = await p.exited;
+    assert.notEqual(exit.code, 0);
+    const out = p.lines.join("\n");
+    assert.match(out, /no database 99/);
+    assert.match(out, /--redis-url/);
+    assert.doesNotMatch(out, /colibri listening/);
+  });
+
   it("takes persistence settings from the environment", async () => {
     const prefix = `colibri-test:env:${Math.random().toString(36).slice(2)}:`;
     const port = await freePort();

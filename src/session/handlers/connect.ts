@@ -136,10 +136,19 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   session.expiryInterval = expiry;
   session.protocolVersion = c.version;
   c.session = session;
+  if (session.persistent || c.will) {
+    try {
+      await ctx.persistSession(session, c.will);
+    } catch (e) {
+      // the store is away: a session that cannot be kept safe is refused, with a reason the
+      // client can act on (5.0 CONNACK 0x88, 3.1.1 0x03) and no internal detail
+      ctx.log.error("session not stored; CONNECT refused", { clientId: c.clientId, error: String((e as Error)?.message ?? e) });
+      throw new MqttError(RC.SERVER_UNAVAILABLE, "server unavailable, try again later");
+    }
+  }
+  if (c.closed) return;
   c.markConnected();
   ctx.stats.connections++;
-  if (session.persistent || c.will) await ctx.persistSession(session, c.will);
-  if (c.closed) return;
 
   if (c.version === 5) {
     if (assigned) ack.assignedClientIdentifier = c.clientId;
