@@ -80,11 +80,12 @@ async function runOne(
   }
   let broker: RunningBroker | undefined;
   try {
-    broker = await RunningBroker.launch(kind, { workDir, wire: cfg.wire, cert, ...prep.launch });
+    const launch = { workDir, wire: cfg.wire, cert, ...prep.launch };
+    broker = await RunningBroker.launch(kind, launch);
     rec.brokerPid = broker.pid;
     const b = broker;
     const o = await withTimeout(
-      sc.run({ broker: b, cfg, connector: connector(cfg.transport, cfg.wire), label, helperPids: prep.helperPids ?? [] }),
+      sc.run({ broker: b, launch, cfg, connector: connector(cfg.transport, cfg.wire), label, helperPids: prep.helperPids ?? [] }),
       runTimeoutMs(cfg),
       `${sc.name} on ${kind.name}`,
     );
@@ -223,7 +224,9 @@ async function main(): Promise<number> {
         n++;
         const kind = brokerKind(b) as BrokerKind;
         const base = { scenario: name, broker: b, repeat: r, startedAt: new Date().toISOString(), seconds: 0, notes: [] };
-        const skip = unavailable.get(b) ?? fdProblem ?? (sc.colibriOnly && !kind.colibri ? "Colibri targets only" : undefined);
+        const skip = unavailable.get(b) ?? fdProblem ?? (sc.colibriOnly && !kind.colibri ? "Colibri targets only" : undefined) ??
+          (sc.clusterOnly && !kind.clusters ? "cluster scenarios need a broker that forms a cluster" : undefined) ??
+          (!sc.clusterOnly && kind.clusterOnly ? "cluster scenarios only" : undefined);
         let rec: RunRecord;
         if (skip !== undefined) rec = { ...base, skipped: skip };
         else rec = await runOne(cfg, sc, kind, r, workDir, cert);

@@ -16,6 +16,7 @@ const BUN = path.join(ROOT, "node_modules/.bin/bun");
 const DENO = path.join(ROOT, "node_modules/.bin/deno");
 const MOSQUITTO = "/usr/sbin/mosquitto";
 const AEDES_SERVER = path.join(ROOT, "scripts/bench/aedes-server.mjs");
+const AEDES_CLUSTER_SERVER = path.join(ROOT, "scripts/bench/aedes-cluster-server.mjs");
 const SINK_SERVER = path.join(ROOT, "scripts/bench/sink-server.ts");
 const COLIBRI_MAIN = path.join(ROOT, "src/main.ts");
 
@@ -58,6 +59,10 @@ export interface BrokerKind {
   command(port: number, o: LaunchOptions): { cmd: string; args: string[] };
   /** Whether it understands the Colibri --persistence redis options. */
   colibri: boolean;
+  /** Nodes launched with the same Redis form one cluster (cluster scenarios). */
+  clusters?: boolean;
+  /** Runs only the cluster scenarios (it needs the Redis they start). */
+  clusterOnly?: boolean;
 }
 
 /** The bench's Aedes and sink servers listen on plain TCP only. */
@@ -118,12 +123,14 @@ export const BROKERS: readonly BrokerKind[] = [
   {
     name: "colibri-bun",
     colibri: true,
+    clusters: true,
     unavailable: () => missing(COLIBRI_MAIN) ?? missing(BUN),
     command: (port, o) => ({ cmd: BUN, args: ["run", ...profileFlags(), COLIBRI_MAIN, ...colibriArgs(port, o)] }),
   },
   {
     name: "colibri-deno",
     colibri: true,
+    clusters: true,
     unavailable: () => missing(COLIBRI_MAIN) ?? missing(DENO),
     command: (port, o) => ({ cmd: DENO, args: ["run", "-P", ...profileFlags(), COLIBRI_MAIN, ...colibriArgs(port, o)] }),
   },
@@ -144,6 +151,16 @@ export const BROKERS: readonly BrokerKind[] = [
     colibri: false,
     unavailable: (wire) => tcpOnly(wire) ?? missing(path.join(ROOT, "node_modules/aedes/package.json")) ?? missing(BUN),
     command: (port) => ({ cmd: BUN, args: [AEDES_SERVER, String(port)] }),
+  },
+  {
+    // Aedes clustered the way Aedes is: mqemitter-redis + aedes-persistence-redis (node)
+    name: "aedes-cluster",
+    colibri: false,
+    clusters: true,
+    clusterOnly: true,
+    unavailable: () => missing(path.join(ROOT, "node_modules/mqemitter-redis/package.json")) ??
+      missing(path.join(ROOT, "node_modules/aedes-persistence-redis/package.json")),
+    command: (port, o) => ({ cmd: "node", args: [AEDES_CLUSTER_SERVER, String(port), String(new URL(o.redis!.url).port)] }),
   },
   {
     name: "sink",

@@ -33,7 +33,7 @@ export interface BenchConfig {
   argv: string[];
 }
 
-export const DEFAULT_BROKERS = ["colibri-bun", "colibri-deno", "mosquitto", "aedes-node", "aedes-bun"];
+export const DEFAULT_BROKERS = ["colibri-bun", "colibri-deno", "mosquitto", "aedes-node", "aedes-bun", "aedes-cluster"];
 
 export const USAGE = `Usage: bun run scripts/bench.ts [options]
   --brokers a,b,...     colibri-bun,colibri-deno,mosquitto,aedes-node,aedes-bun,sink
