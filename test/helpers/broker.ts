@@ -34,7 +34,7 @@ async function defaultPersistence(
   }
   const { RedisPersistence } = await import("../../adapters/redis/redis.ts");
   const { RedisBus } = await import("../../adapters/redis/bus.ts");
-  const { Redis } = await import("ioredis");
+  const { deletePrefix } = await import("./redis-server.ts");
   const prefix = `colibri-test:wire:${Math.random().toString(36).slice(2)}:`;
   const url = "redis://127.0.0.1:6379";
   const quiet = { info() {}, warn() {}, error() {} };
@@ -45,14 +45,7 @@ async function defaultPersistence(
   });
   const cleanup = async () => {
     await persistence.close();
-    const r = new Redis(url);
-    let cursor = "0";
-    do {
-      const [next, keys] = await r.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length) await r.del(...keys);
-    } while (cursor !== "0");
-    r.disconnect();
+    await deletePrefix(url, prefix);
   };
   return { persistence, bus, cleanup };
 }
