@@ -4,21 +4,18 @@
  * cluster-wide, shared subscriptions cluster-wide. Clients reach a chosen node through its
  * HAProxy frontend (c.via[i]) or any node through the balanced one (c.lb).
  */
-import { after, before, it } from "node:test";
+import { before, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { type TestCluster, useCluster } from "../helpers/cluster.ts";
 import { describeOnEachRedis } from "../helpers/redis-env.ts";
 import { connectV4, connectV5, drainPublishes, payloadText, RawClient } from "../helpers/raw-client.ts";
 
 await describeOnEachRedis("cluster: delivery across nodes", (redis) => {
+  const cluster = useCluster(3, { redis: redis() });
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3, { redis: redis() });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("QoS 0, 1 and 2 cross nodes in order, QoS 2 once; the granted QoS applies [MQTT-4.6.0-6]", async () => {

@@ -5,23 +5,20 @@
  * mid-stream gets every acknowledged message after reconnecting anywhere; a shared group
  * goes on with its members on the other nodes.
  */
-import { after, before, it } from "node:test";
+import { before, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { type TestCluster, useCluster } from "../helpers/cluster.ts";
 import { describeOnEachRedis } from "../helpers/redis-env.ts";
-import { connectV4, connectV5, drainPublishes, payloadText, RawClient } from "../helpers/raw-client.ts";
+import { connectV4, connectV5, drainPublishes, payloadText } from "../helpers/raw-client.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 await describeOnEachRedis("cluster: a node killed with -9", (redis) => {
+  const cluster = useCluster(3, { redis: redis() });
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3, { redis: redis() });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("its clients' wills are published by a survivor within a bounded time, once, with their delay", { timeout: 30_000 }, async () => {
@@ -65,13 +62,10 @@ await describeOnEachRedis("cluster: a node killed with -9", (redis) => {
 });
 
 await describeOnEachRedis("cluster: a persistent subscriber's node dies mid-stream", (redis) => {
+  const cluster = useCluster(3, { redis: redis() });
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3, { redis: redis() });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("every message acknowledged to the publisher reaches the subscriber after it reconnects anywhere", { timeout: 30_000 }, async () => {
@@ -114,13 +108,10 @@ await describeOnEachRedis("cluster: a persistent subscriber's node dies mid-stre
 });
 
 await describeOnEachRedis("cluster: a shared-subscription member's node dies", (redis) => {
+  const cluster = useCluster(3, { redis: redis() });
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3, { redis: redis() });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("the group goes on with the members on the other nodes; nothing acknowledged is lost", { timeout: 30_000 }, async () => {

@@ -4,9 +4,9 @@
  * in-flight messages; simultaneous CONNECTs leave one connected); persistent sessions resume on
  * any node with what was published on any node meanwhile; SIGTERM leaves the cluster cleanly.
  */
-import { after, before, it } from "node:test";
+import { before, it } from "node:test";
 import assert from "node:assert/strict";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { type TestCluster, useCluster } from "../helpers/cluster.ts";
 import { describeOnEachRedis } from "../helpers/redis-env.ts";
 import { connectV4, connectV5, drainPublishes, payloadText, RawClient } from "../helpers/raw-client.ts";
 
@@ -15,13 +15,10 @@ async function publishAll(pub: RawClient, topic: string, payloads: string[], qos
 }
 
 await describeOnEachRedis("cluster: sessions across nodes", (redis) => {
+  const cluster = useCluster(3, { redis: redis() });
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3, { redis: redis() });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("CONNECT on node B with an id connected on node A: A's connection gets DISCONNECT 0x8E within a second [MQTT-3.1.4-3]", async () => {
@@ -123,13 +120,10 @@ await describeOnEachRedis("cluster: sessions across nodes", (redis) => {
 });
 
 await describeOnEachRedis("cluster: a node leaves with SIGTERM", (redis) => {
+  const cluster = useCluster(3, { redis: redis() });
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3, { redis: redis() });
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("its persistent sessions resume elsewhere at once with their queue, its routes go, no wills", async () => {

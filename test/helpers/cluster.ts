@@ -12,6 +12,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { startBrokerProcess, type BrokerProcess } from "./broker-process.ts";
 import { redisEnv, type RedisEnv } from "./redis-env.ts";
+import { after, before } from "node:test";
+import { RawClient } from "./raw-client.ts";
 import { ensureBinary, freePort, makeTempDir, removeDir, spawnProcess, type SpawnedProcess, waitForPort } from "./system.ts";
 
 export { REDIS_URL } from "./redis-env.ts";
@@ -153,4 +155,20 @@ export class TestCluster {
 
 export async function startCluster(size: number, opts: ClusterOptions = {}): Promise<TestCluster> {
   return await new TestCluster(size, opts).start();
+}
+
+/**
+ * One cluster for a describe block: started in before(), everything stopped and cleaned in
+ * after(). Returns a getter (the cluster exists only once before() ran).
+ */
+export function useCluster(size: number, opts: ClusterOptions = {}): () => TestCluster {
+  let c: TestCluster | undefined;
+  before(async () => {
+    c = await startCluster(size, opts);
+  });
+  after(async () => {
+    RawClient.destroyAll();
+    await c?.close();
+  });
+  return () => c!;
 }
