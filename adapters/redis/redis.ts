@@ -59,9 +59,15 @@ export interface RedisPersistenceOptions extends ConnectionOptions {
   waitReplicas?: number;
   /**
    * Session groups (keys.ts); default 1 on a single Redis or Sentinel, GROUPS on a Redis
-   * Cluster. Other values only for measurements (scripts/bench/redis-cost.ts).
+   * Cluster. Other values only for measurements (scripts/bench/redis-footprint.ts).
    */
   groups?: number;
+  /**
+   * Where a queued message's body is stored: once per session group, shared by the group's
+   * sessions that have it queued (default), or once per session with its entry. The second
+   * exists to be measured against the first (docs/redis.md, scripts/bench/redis-footprint.ts).
+   */
+  bodies?: "group" | "session";
 }
 
 type Arg = string | number | Buffer;
@@ -106,6 +112,8 @@ export class RedisPersistence implements Persistence {
   private readonly bodies = new Map<string, true>();
   /** Ownership tokens this node holds (cluster fencing, see fence()): client id -> token. */
   private readonly fences = new Map<string, string>();
+  /** Body keys per session instead of per group (RedisPersistenceOptions.bodies). */
+  private readonly bodyPerSession: boolean;
   /** Writes sent and not answered yet (barrier). */
   private readonly inflight = new Set<Promise<unknown>>();
   /** A WAIT per server not sent yet, which writes answered meanwhile join (replicated). */
@@ -139,6 +147,7 @@ export class RedisPersistence implements Persistence {
     this.keys = keys;
     this.now = opts.now ?? Date.now;
     this.replicas = opts.waitReplicas ?? 0;
+    this.bodyPerSession = opts.bodies === "session";
     const s: Record<string, Call> = {};
     for (const [name, def] of Object.entries(lua)) {
       const cmd = `colibri_${name}`;
@@ -155,6 +164,11 @@ export class RedisPersistence implements Persistence {
       if (clientId !== undefined && /\bFENCED\b/.test((e as Error)?.message ?? "")) throw new FencedError(clientId);
       throw new Error(`redis persistence ${op} failed: ${(e as Error).message ?? e}`, { cause: e });
     };
+  }
+
+  /** Prefix of the body keys a session's entries name (scripts derive the keys from it). */
+  private bodyPrefix(g: Group, cid: string): string {
+    return this.bodyPerSession ? `${g.msgPrefix}${cid.length}:${cid}:` : g.msgPrefix;
   }
 
   /** A write: counted until answered (barrier). */
@@ -265,7 +279,7 @@ export class RedisPersistence implements Persistence {
 
   async deleteSession(clientId: string): Promise<void> {
     const g = this.keys.group(clientId);
-    await this.track(this.s.deleteSession(...g.sessionKeys(clientId), g.sessions, g.owner(clientId), clientId, g.msgPrefix, this.token(clientId)))
+    await this.track(this.s.deleteSession(...g.sessionKeys(clientId), g.sessions, g.owner(clientId), clientId, this.bodyPrefix(g, clientId), this.token(clientId)))
       .catch(this.fail("deleteSession", clientId));
   }
 
@@ -391,7 +405,7 @@ export class RedisPersistence implements Persistence {
           keys.push(g.queue(c.clientId), g.entries(c.clientId), g.owner(c.clientId));
           args.push(c.clientId, c.entries.length, this.token(c.clientId));
           for (const e of c.entries) {
-            const mk = g.msg(e.msg.id);
+            const mk = this.bodyPrefix(g, c.clientId) + e.msg.id;
             keys.push(mk);
             const sendBody = !inCall.has(mk) && (attempt > 0 || !this.bodies.has(mk));
             inCall.add(mk);
@@ -409,7 +423,8 @@ export class RedisPersistence implements Persistence {
           }
           return;
         }
-        for (const id of missing) this.bodies.delete(g.msg(id));
+        const gone = new Set(missing);
+        for (const c of batch) for (const e of c.entries) if (gone.has(e.msg.id)) this.bodies.delete(this.bodyPrefix(g, c.clientId) + e.msg.id);
       }
       throw new Error("message body missing after retry");
     } catch (e) {
@@ -441,7 +456,7 @@ export class RedisPersistence implements Persistence {
       const all = this.removals ??= new Map();
       let batch = all.get(g);
       if (batch === undefined) all.set(g, batch = { keys: [], ids: [], done: [] });
-      batch.keys.push(g.queue(clientId), g.entries(clientId), g.msg(msgId), g.owner(clientId));
+      batch.keys.push(g.queue(clientId), g.entries(clientId), this.bodyPrefix(g, clientId) + msgId, g.owner(clientId));
       batch.ids.push(msgId, this.token(clientId));
       batch.done.push({ clientId, resolve, reject });
       if (all.size === 1 && batch.done.length === 1) queueMicrotask(() => this.flushRemovals());
@@ -475,7 +490,7 @@ export class RedisPersistence implements Persistence {
 
   async outgoing(clientId: string): Promise<OutgoingEntry[]> {
     const g = this.keys.group(clientId);
-    const flat = await this.s.readQueueB(g.queue(clientId), g.entries(clientId), this.now(), g.msgPrefix)
+    const flat = await this.s.readQueueB(g.queue(clientId), g.entries(clientId), this.now(), this.bodyPrefix(g, clientId))
       .catch(this.fail("outgoing")) as Buffer[];
     const out = new Array<OutgoingEntry>(flat.length / 3);
     for (let i = 0; i < flat.length; i += 3) {

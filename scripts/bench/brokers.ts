@@ -23,6 +23,8 @@ const COLIBRI_MAIN = path.join(ROOT, "src/main.ts");
 export interface RedisOptions {
   url: string;
   prefix: string;
+  /** More Colibri Redis options (--redis-cluster, --redis-sentinels ...: scripts/bench/topologies.ts). */
+  args?: string[];
 }
 
 export interface LaunchOptions {
@@ -81,7 +83,7 @@ function colibriArgs(port: number, o: LaunchOptions): string[] {
     ? ["--listen", `ws://127.0.0.1:${port}/mqtt`]
     : ["--host", "127.0.0.1", "--port", String(port)];
   if (o.redis !== undefined) {
-    args.push("--persistence", "redis", "--redis-url", o.redis.url, "--redis-prefix", o.redis.prefix);
+    args.push("--persistence", "redis", "--redis-url", o.redis.url, "--redis-prefix", o.redis.prefix, ...(o.redis.args ?? []));
   }
   if (o.sysInterval !== undefined) args.push("--sys-interval", String(o.sysInterval));
   return args;

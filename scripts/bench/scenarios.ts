@@ -12,6 +12,7 @@ import { deletePrefix, parseRedisUrl, redisPing } from "./redis-keys.ts";
 import { cpuSeconds, listenerPid } from "./procfs.ts";
 import { runSlowConsumer } from "./slow-consumer.ts";
 import { CLUSTER_SCENARIOS } from "./cluster.ts";
+import { TOPOLOGY_SCENARIOS } from "./topologies.ts";
 
 export type Unit = "msg/s" | "deliveries/s" | "µs" | "KB/conn" | "s" | "MB" | "ratio" | "cmd/msg" | "B/msg" | "ms";
 
@@ -403,6 +404,7 @@ export const SCENARIOS: readonly Scenario[] = [
     },
   },
   ...CLUSTER_SCENARIOS,
+  ...TOPOLOGY_SCENARIOS,
 ];
 
 export const SCENARIO_NAMES = SCENARIOS.map((s) => s.name);
