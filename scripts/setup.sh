@@ -74,7 +74,8 @@ fi
 
 # binary -> Debian package providing it
 for pair in mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients \
-            mosquitto:mosquitto haproxy:haproxy redis-server:redis-server redis-cli:redis-tools; do
+            mosquitto:mosquitto haproxy:haproxy redis-server:redis-server redis-cli:redis-tools \
+            openssl:openssl; do
   bin=${pair%%:*} pkg=${pair#*:}
   have_bin "$bin" || apt_install "$pkg" || log "could not install $pkg (for $bin)"
 done

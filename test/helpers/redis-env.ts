@@ -13,6 +13,7 @@
 import { after, describe } from "node:test";
 import { Redis } from "ioredis";
 import { RedisTopology, type TopologyKind, type TopologyOptions } from "../../scripts/redis-topology.ts";
+import { ensureBinary } from "./system.ts";
 
 export const REDIS_URL = "redis://127.0.0.1:6379";
 export const KINDS: readonly TopologyKind[] = ["single", "cluster", "sentinel"];
@@ -98,6 +99,13 @@ function topologyEnv(t: RedisTopology): RedisEnv {
   };
 }
 
+/** What scripts/redis-topology.ts runs: installed by the test setup, or here when missing. */
+export async function ensureTools(): Promise<void> {
+  await ensureBinary("redis-server", "redis-server");
+  await ensureBinary("redis-cli", "redis-tools");
+  await ensureBinary("openssl", "openssl");
+}
+
 const started = new Map<string, Promise<RedisTopology>>();
 let hooked = false;
 
@@ -117,6 +125,7 @@ export function stopRedisAfterFile(): void {
 /** This file's set-up of a kind (started on first use, stopped after the file). */
 export async function redisEnv(kind: TopologyKind, opts: EnvOptions = {}): Promise<RedisEnv> {
   if (kind === "single" && !opts.private && !opts.aof) return machineRedis();
+  await ensureTools();
   const key = JSON.stringify([kind, opts.aof ?? false, opts.replicas ?? null, opts.private ?? false]);
   let t = started.get(key);
   if (t === undefined) {

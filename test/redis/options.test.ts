@@ -18,7 +18,7 @@ import { isBun } from "../helpers/broker.ts";
 import { type BrokerProcess, startBrokerProcess } from "../helpers/broker-process.ts";
 import { spawnProcess } from "../helpers/system.ts";
 import { connectV4, connectV5, payloadText, RawClient } from "../helpers/raw-client.ts";
-import { REDIS_URL } from "../helpers/redis-env.ts";
+import { ensureTools, REDIS_URL } from "../helpers/redis-env.ts";
 
 const cmd = isBun ? "node_modules/.bin/bun" : "node_modules/.bin/deno";
 const pre = isBun ? ["run", "src/main.ts"] : ["run", "-P", "src/main.ts"];
@@ -82,6 +82,7 @@ describe("redis options: ACL user and TLS with client certificates", () => {
   let t: RedisTopology;
   let b: BrokerProcess | undefined;
   before(async () => {
+    await ensureTools();
     t = await RedisTopology.start({ kind: "single", tls: true, auth: true });
   });
   after(async () => {
