@@ -12,11 +12,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
+import { freePort as anyFreePort } from "./bench/ports.ts";
 
 export type TopologyKind = "single" | "cluster" | "sentinel";
 
@@ -43,16 +43,11 @@ const REDIS_CLI = "redis-cli";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A TCP port that was free a moment ago (never 1883, the machine's Mosquitto). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const a = srv.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      srv.close(() => (port === 1883 || port === 0 ? freePort().then(resolve, reject) : resolve(port)));
-    });
-  });
+async function freePort(): Promise<number> {
+  for (;;) {
+    const p = await anyFreePort();
+    if (p !== 1883) return p;
+  }
 }
 
 const live = new Set<ChildProcess>();

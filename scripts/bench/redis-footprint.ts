@@ -16,12 +16,13 @@
  */
 import process from "node:process";
 import mqtt from "mqtt";
-import { Cluster, Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { RedisTopology, type TopologyKind } from "../redis-topology.ts";
 import { RedisPersistence } from "../../adapters/redis/redis.ts";
 import { RedisBus } from "../../adapters/redis/bus.ts";
 import type { OutgoingEntry, StoredMessage } from "../../src/persistence/persistence.ts";
 import { RunningBroker, brokerKind, makeWorkDir } from "./brokers.ts";
+import { clientCommands } from "./redis-monitor.ts";
 
 const quiet = { info() {}, warn() {}, error() {} };
 const argv = process.argv.slice(2);
@@ -58,33 +59,11 @@ async function bytesAndCalls(t: RedisTopology): Promise<{ bytes: number; calls: 
   return { bytes: i + o - r, calls: c };
 }
 
-/** Commands sent by clients (MONITOR on every master) while fn runs. */
+/** Commands sent by clients while fn runs, without the clients' background ones (slot refresh, sentinels). */
 async function monitored(t: RedisTopology, fn: () => Promise<void>): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  const mark = `fp-mark-${Math.random().toString(36).slice(2)}`;
-  const ms = await masters(t);
-  const seen = new Set<number>();
-  const mons = await Promise.all(ms.map(async (m, i) => {
-    const mon = await m.monitor();
-    mon.on("monitor", (_t: string, args: string[], source: string) => {
-      if (source.startsWith("lua")) return;
-      const name = String(args[0]).toLowerCase();
-      if (name === "echo" && args[1] === mark) seen.add(i);
-      if (["echo", "info", "monitor", "cluster", "client", "ping", "publish", "role"].includes(name)) return;
-      counts[name] = (counts[name] ?? 0) + 1;
-    });
-    return mon;
-  }));
-  try {
-    await fn();
-    for (const m of await masters(t)) await m.echo(mark).finally(() => m.disconnect());
-    const deadline = Date.now() + 30_000;
-    while (seen.size < ms.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  } finally {
-    for (const m of mons) m.disconnect();
-    for (const m of ms) m.disconnect();
-  }
-  return counts;
+  const { byName } = await clientCommands(t, fn);
+  for (const k of ["cluster", "client", "ping", "publish", "role"]) delete byName[k];
+  return byName;
 }
 
 // --- 1. memory --------------------------------------------------------------------------------

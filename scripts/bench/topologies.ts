@@ -12,6 +12,7 @@ import { RedisTopology, type TopologyKind } from "../redis-topology.ts";
 import { type BenchConfig } from "./config.ts";
 import { RunningBroker } from "./brokers.ts";
 import { type LoadShape, load, type MetricSpec, type Outcome, outcome, qos1Shape, type RunContext, type Scenario } from "./scenarios.ts";
+import { clientCommands, mastersOf } from "./redis-monitor.ts";
 import { sleep } from "./ports.ts";
 import type { LoadResult } from "./load.ts";
 
@@ -42,10 +43,6 @@ async function prepareTopologies(_cfg: BenchConfig, label: string) {
   };
 }
 
-async function mastersOf(t: RedisTopology) {
-  return t.kind === "cluster" ? await t.masters() : [await t.masterOf()];
-}
-
 /** Commands executed (inside scripts too) and client bytes in + out, summed over the masters. */
 async function counters(t: RedisTopology): Promise<{ calls: number; bytes: number }> {
   let calls = 0, bytes = 0;
@@ -62,43 +59,6 @@ async function counters(t: RedisTopology): Promise<{ calls: number; bytes: numbe
     }
   }
   return { calls, bytes };
-}
-
-/**
- * Commands that came from clients (not from inside a script), counted with MONITOR on every
- * master while `fn` runs. MONITOR slows Redis down: only for counting, never for throughput.
- */
-async function clientCommands(t: RedisTopology, fn: () => Promise<void>): Promise<{ client: number; byName: Record<string, number> }> {
-  const byName: Record<string, number> = {};
-  let client = 0;
-  const mark = `colibri-mark-${Math.random().toString(36).slice(2)}`;
-  const masters = await mastersOf(t);
-  const seen = new Set<number>();
-  const monitors = await Promise.all(masters.map(async (m, i) => {
-    const mon = await t.nodeClient(m).monitor();
-    mon.on("monitor", (_time: string, args: string[], source: string) => {
-      if (source.startsWith("lua")) return;
-      const name = String(args[0]).toLowerCase();
-      if (name === "echo" && args[1] === mark) seen.add(i);
-      if (name === "info" || name === "monitor" || name === "echo") return;
-      client++;
-      byName[name] = (byName[name] ?? 0) + 1;
-    });
-    return mon;
-  }));
-  try {
-    await fn();
-    // MONITOR's stream lags behind under load: everything up to a marker is counted
-    for (const m of masters) {
-      const c = t.nodeClient(m);
-      await c.echo(mark).finally(() => c.disconnect());
-    }
-    const deadline = Date.now() + 60_000;
-    while (seen.size < masters.length && Date.now() < deadline) await sleep(50);
-  } finally {
-    for (const mon of monitors) mon.disconnect();
-  }
-  return { client, byName };
 }
 
 interface PerTopology {
@@ -199,34 +159,28 @@ function described(what: string): (cfg: BenchConfig) => string {
     `single, cluster, sentinel, ${ROUNDS} rounds interleaved in one run, median per topology. Any loss or duplicate is a failure.`;
 }
 
+/** qos1-redis's load on each topology: throughputs and ratios to the single Redis. */
+function rateScenario(name: string, title: string, what: string, nodes: 1 | 2): Scenario {
+  return {
+    name,
+    title: () => `Redis topologies: ${title}`,
+    description: described(what),
+    metrics: rateMetrics,
+    colibriOnly: true,
+    prepare: prepareTopologies,
+    run: async (ctx): Promise<Outcome> => {
+      const p = await eachTopology(ctx, qos1Shape(ctx.cfg, false), nodes);
+      return { ...outcome(p.last!, rates(p), true), detail: detail(p) };
+    },
+  };
+}
+
 export const TOPOLOGY_SCENARIOS: readonly Scenario[] = [
-  {
-    name: "topo-qos1",
-    title: () => "Redis topologies: QoS 1 to persistent sessions, 10 pub → 10 sub",
-    description: described("qos1-redis's load (10 publishers, 10 persistent subscribers, topic per pair) on one node."),
-    metrics: rateMetrics,
-    colibriOnly: true,
-    prepare: prepareTopologies,
-    run: async (ctx): Promise<Outcome> => {
-      const p = await eachTopology(ctx, qos1Shape(ctx.cfg, false), 1);
-      return { ...outcome(p.last!, rates(p), true), detail: detail(p) };
-    },
-  },
-  {
-    name: "topo-cross",
-    title: () => "Redis topologies: QoS 1 across two nodes to persistent sessions",
-    description: described(
-      "qos1-redis's load on a two-node cluster: publishers on node 1, the persistent subscribers on node 2 (every message " +
-        "goes through node 2's inbox, then into its subscriber's queue).",
-    ),
-    metrics: rateMetrics,
-    colibriOnly: true,
-    prepare: prepareTopologies,
-    run: async (ctx): Promise<Outcome> => {
-      const p = await eachTopology(ctx, qos1Shape(ctx.cfg, false), 2);
-      return { ...outcome(p.last!, rates(p), true), detail: detail(p) };
-    },
-  },
+  rateScenario("topo-qos1", "QoS 1 to persistent sessions, 10 pub → 10 sub",
+    "qos1-redis's load (10 publishers, 10 persistent subscribers, topic per pair) on one node.", 1),
+  rateScenario("topo-cross", "QoS 1 across two nodes to persistent sessions",
+    "qos1-redis's load on a two-node cluster: publishers on node 1, the persistent subscribers on node 2 (every message " +
+      "goes through node 2's inbox, then into its subscriber's queue).", 2),
   {
     name: "topo-cost",
     title: () => "Redis topologies: Redis work and bytes per message, QoS 1 across nodes to persistent sessions",

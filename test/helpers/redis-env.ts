@@ -14,6 +14,7 @@ import { after, describe } from "node:test";
 import { Redis } from "ioredis";
 import { RedisTopology, type TopologyKind, type TopologyOptions } from "../../scripts/redis-topology.ts";
 import { ensureBinary } from "./system.ts";
+import { deletePrefix, keysMatching } from "./redis-server.ts";
 
 export const REDIS_URL = "redis://127.0.0.1:6379";
 export const KINDS: readonly TopologyKind[] = ["single", "cluster", "sentinel"];
@@ -46,34 +47,19 @@ export interface EnvOptions {
 
 /** The machine's Redis: a short-lived client per use (nothing left open after a file). */
 function machineRedis(): RedisEnv {
-  const scanWith = async (r: Redis, pattern: string) => {
-    const out: string[] = [];
-    let cursor = "0";
-    do {
-      const [next, keys] = await r.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-      cursor = next;
-      out.push(...keys);
-    } while (cursor !== "0");
-    return out;
-  };
-  const using = async <T>(fn: (r: Redis) => Promise<T>): Promise<T> => {
-    const r = new Redis(REDIS_URL);
-    try {
-      return await fn(r);
-    } finally {
-      r.disconnect();
-    }
-  };
   return {
     kind: "single",
     args: () => ["--persistence", "redis", "--redis-url", REDIS_URL],
     target: () => ({ url: REDIS_URL }),
-    scan: (pattern) => using((r) => scanWith(r, pattern)),
-    deletePrefix: (prefix) =>
-      using(async (r) => {
-        const keys = await scanWith(r, `${prefix}*`);
-        for (let i = 0; i < keys.length; i += 500) await r.del(...keys.slice(i, i + 500));
-      }),
+    async scan(pattern) {
+      const r = new Redis(REDIS_URL);
+      try {
+        return await keysMatching(r, pattern);
+      } finally {
+        r.disconnect();
+      }
+    },
+    deletePrefix: (prefix) => deletePrefix(REDIS_URL, prefix),
     down: () => Promise.reject(new Error("the machine's Redis is not stopped by tests: use { private: true }")),
     up: () => Promise.resolve(),
   };
