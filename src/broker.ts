@@ -13,13 +13,14 @@ import type { StoredMessage, StoredSubscription, StoredWill } from "./message.ts
 import { Router } from "./routing/router.ts";
 import { parseShared } from "./routing/topic.ts";
 import { Client } from "./session/client.ts";
-import type { Stats } from "./session/context.ts";
+import { newStats, type Stats } from "./session/context.ts";
 import { KeepaliveWheel } from "./session/keepalive.ts";
 import { compactPayload, type Session } from "./session/session.ts";
 import { RC } from "./protocol/reason-codes.ts";
 import { type ClusterBus, type Forward, LocalBus, type Request } from "./cluster/bus.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import { type Attached, type RegistryHost, SessionRegistry } from "./sessions.ts";
+import { SysTopics } from "./ops/sys.ts";
 
 export interface BrokerOptions {
   config: Config;
@@ -43,11 +44,10 @@ export class Broker implements RegistryHost, Acceptor {
   readonly wheel: KeepaliveWheel;
   readonly cluster: Cluster;
   readonly registry: SessionRegistry;
+  /** $SYS topics of this node (ops/sys.ts). */
+  readonly sys: SysTopics;
   readonly clients = new Set<Client>();
-  readonly stats: Stats = {
-    connections: 0, messagesIn: 0, messagesOut: 0, droppedQueueFull: 0,
-    droppedQos0SlowConsumer: 0, droppedTooLarge: 0, protocolErrors: 0, persistenceErrors: 0,
-  };
+  readonly stats: Stats = newStats();
   private dirty: Client[] = [];
   private flushScheduled = false;
   private seq = 0;
@@ -66,6 +66,7 @@ export class Broker implements RegistryHost, Acceptor {
     this.idPrefix = `${bus.nodeId}${bus.clustered ? "" : "#" + incarnation()}:`;
     this.cluster = new Cluster(bus, this);
     this.registry = new SessionRegistry(this);
+    this.sys = new SysTopics(this);
   }
 
   /** Sessions held by this node, by client id. */
@@ -77,6 +78,7 @@ export class Broker implements RegistryHost, Acceptor {
   accept(conn: Connection): ConnectionEvents {
     const c = new Client(conn, this);
     this.clients.add(c);
+    this.stats.sockets++;
     return c;
   }
 
@@ -144,6 +146,8 @@ export class Broker implements RegistryHost, Acceptor {
       this.log.error("retained lookup failed", { filter, error: String(e) });
       return;
     }
+    // the broker's own $SYS values are retained on this node only (ops/sys.ts)
+    if (filter.startsWith("$SYS") && (filter.length === 4 || filter.charCodeAt(4) === 47)) msgs = msgs.concat(this.sys.match(filter));
     for (const m of msgs) {
       // a newer retained message for this topic was delivered live meanwhile
       if (skip !== undefined && skip.has(m.topic)) continue;
@@ -218,7 +222,13 @@ export class Broker implements RegistryHost, Acceptor {
 
   clientClosed(c: Client, publishWill: boolean): void {
     this.clients.delete(c);
-    if (c.connected) this.stats.connections--;
+    if (c.connected) {
+      this.stats.connections--;
+      this.log.info("client disconnected", {
+        clientId: c.clientId, address: c.conn.remote.address, reason: c.reason,
+        code: c.closeCode === undefined ? undefined : `0x${c.closeCode.toString(16)}`, will: publishWill && c.will !== undefined,
+      });
+    }
     this.registry.detach(c, publishWill);
   }
 
@@ -234,7 +244,8 @@ export class Broker implements RegistryHost, Acceptor {
     const cl = this.cluster;
     if (cl.enabled) {
       await cl.bus.start({
-        forwards: (list: Forward[], _from: string, drainOf?: string) => {
+        forwards: (list: Forward[], from: string, drainOf?: string) => {
+          if (drainOf === undefined) this.sys.received(list, from);
           const only = drainOf === undefined ? undefined : this.adopting.get(drainOf);
           return cl.deliver(list, only === undefined ? undefined : (id) => only.has(id));
         },
@@ -245,7 +256,10 @@ export class Broker implements RegistryHost, Acceptor {
             for (const f of removed) cl.remote.remove(node, f);
           }
         },
-        nodeGone: (node) => cl.remote.dropNode(node),
+        nodeGone: (node) => {
+          cl.remote.dropNode(node);
+          this.sys.forget(node);
+        },
         request: (from: string, req: Request) => this.registry.onRequest(from, req),
         reap: async (node) => {
           const ids = await this.registry.adopt(node);
@@ -261,6 +275,7 @@ export class Broker implements RegistryHost, Acceptor {
       });
     }
     await this.registry.start();
+    this.sys.start();
   }
 
   /** Dead nodes being drained here: node -> the client ids adopted from it. */
@@ -285,6 +300,7 @@ export class Broker implements RegistryHost, Acceptor {
     // lists network failure, keepalive expiry, protocol errors and the client closing without
     // DISCONNECT): no wills. Clients reconnect (to this node again or, in a cluster, another).
     this.shuttingDown = true;
+    this.sys.stop();
     for (const c of [...this.clients]) c.disconnect(RC.SERVER_SHUTTING_DOWN, "server shutting down");
     this.flushAll();
     this.wheel.stop();

@@ -5,7 +5,8 @@
  */
 import { coerce, type Config, ConfigError, defaults, flagName, resolveConfig, rules } from "./config.ts";
 
-export const VERSION = "0.1.0";
+export { VERSION } from "./version.ts";
+import { VERSION } from "./version.ts";
 
 const descriptions: Partial<Record<keyof Config, string>> = {
   host: "address to listen on",
@@ -21,6 +22,7 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   maxInflight: "QoS 1/2 messages in flight per client",
   receiveMaximum: "QoS 1/2 publishes a client may leave unacknowledged (MQTT 5)",
   maxOutputBuffer: "bytes buffered per slow connection before QoS 0 is dropped",
+  sysInterval: "seconds between $SYS/broker/... statistics (0 = none)",
   topicAliasMaximum: "topic aliases accepted per client (MQTT 5)",
   maxKeepalive: "cap on client keepalive, seconds (0 = none)",
   maxSessionExpiry: "cap on session expiry interval, seconds",

@@ -28,6 +28,8 @@ export interface Config {
   receiveMaximum: number;
   /** Bytes an adapter may hold for one slow connection before QoS 0 traffic is dropped. */
   maxOutputBuffer: number;
+  /** Seconds between $SYS/broker/... statistics publications; 0 = none. */
+  sysInterval: number;
   /** Client-to-server topic aliases accepted (MQTT 5 Topic Alias Maximum); 0 disables. */
   topicAliasMaximum: number;
   /** Cap on the client's keepalive in seconds (MQTT 5 Server Keep Alive); 0 = no cap. */
@@ -66,6 +68,7 @@ export const defaults: Config = {
   maxInflight: 1024,
   receiveMaximum: 1024,
   maxOutputBuffer: 1024 * 1024,
+  sysInterval: 10,
   topicAliasMaximum: 100,
   maxKeepalive: 0,
   maxSessionExpiry: 0xffffffff,
@@ -108,6 +111,7 @@ export const rules: Record<keyof Config, Rule> = {
   maxInflight: { kind: "int", min: 1, max: 65535 },
   receiveMaximum: { kind: "int", min: 1, max: 65535 },
   maxOutputBuffer: { kind: "int", min: 1024, max: 1 << 30 },
+  sysInterval: { kind: "int", min: 0, max: 86400 },
   topicAliasMaximum: { kind: "int", min: 0, max: 65535 },
   maxKeepalive: { kind: "int", min: 0, max: 65535 },
   maxSessionExpiry: { kind: "int", min: 0, max: 0xffffffff },

@@ -142,7 +142,9 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   }
   if (c.closed) return;
   c.markConnected();
-  ctx.stats.connections++;
+  const st = ctx.stats;
+  if (++st.connections > st.connectionsMax) st.connectionsMax = st.connections;
+  st.connectionsTotal++;
 
   if (c.version === 5) {
     if (assigned) ack.assignedClientIdentifier = c.clientId;
@@ -161,6 +163,8 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   // [MQTT-3.2.2-2] session present reflects a resumed session
   c.sendConnack(present, 0, ack);
   ctx.wheel.watch(c);
-  ctx.log.debug("client connected", { clientId: c.clientId, version: c.version, present });
+  ctx.log.info("client connected", {
+    clientId: c.clientId, address: c.conn.remote.address, version: c.version, clean: p.clean, keepalive: ka, present,
+  });
   session.resume(c);
 }
