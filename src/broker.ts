@@ -292,6 +292,22 @@ export class Broker implements RegistryHost, Acceptor {
   }
 
   /**
+   * Close a connection because this node stops (or drains, ops/drain.ts): MQTT 5 clients get
+   * DISCONNECT 0x8B Server shutting down, or with a Server Reference (--drain-server-reference,
+   * else --server-reference) 0x9C Use another server (0x9D Server moved with --server-moved).
+   * Not an abnormal end: no will (see close).
+   */
+  sendAway(c: Client): void {
+    const ref = this.config.drainServerReference || this.config.serverReference;
+    if (ref === "") {
+      c.disconnect(RC.SERVER_SHUTTING_DOWN, "server shutting down", undefined, false);
+      return;
+    }
+    const code = this.config.serverMoved ? RC.SERVER_MOVED : RC.USE_ANOTHER_SERVER;
+    c.disconnect(code, `server shutting down; use ${ref}`, { serverReference: ref }, false);
+  }
+
+  /**
    * Stop: close every connection (MQTT 5: 0x8B server shutting down), record the sessions as
    * disconnected without wills, leave the cluster (survivors adopt the sessions at once).
    */
@@ -301,7 +317,7 @@ export class Broker implements RegistryHost, Acceptor {
     // DISCONNECT): no wills. Clients reconnect (to this node again or, in a cluster, another).
     this.shuttingDown = true;
     this.sys.stop();
-    for (const c of [...this.clients]) c.disconnect(RC.SERVER_SHUTTING_DOWN, "server shutting down");
+    for (const c of [...this.clients]) this.sendAway(c);
     this.flushAll();
     this.wheel.stop();
     this.registry.stop();

@@ -37,6 +37,13 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   logLevel: "debug, info, warn, error or silent",
   nodeLeaseMs: "cluster: ms after which a silent node is dead and its sessions and wills move",
   takeoverTimeoutMs: "cluster: ms to wait for the old node when a client id moves",
+  httpPort: "HTTP port for /metrics, /healthz, /readyz and POST /drain (0 = no HTTP endpoint)",
+  httpHost: "address of the HTTP endpoint",
+  logFormat: "text (one line per event, key=value) or json (one object per line)",
+  shutdownTimeoutMs: "on SIGTERM, exit within this many ms even if closing is not finished",
+  drainRate: "clients sent away per second when draining (SIGUSR2, POST /drain); 0 = all at once",
+  drainServerReference: "MQTT 5 clients sent away by a drain or shutdown get 0x9C Use another server with this reference (default 0x8B)",
+  exitWithParent: "exit when the launcher that started the broker (npm start, deno task) goes away",
 };
 
 export function helpText(): string {

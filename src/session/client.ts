@@ -480,8 +480,12 @@ export class Client implements ConnectionEvents {
   }
 
   // --- closing ----------------------------------------------------------------------------
-  /** Server-initiated disconnect: MQTT 5 gets a DISCONNECT with the reason code first. */
-  disconnect(code: number, why: string, extra?: Record<string, unknown>): void {
+  /**
+   * Server-initiated disconnect: MQTT 5 gets a DISCONNECT with the reason code first. The will
+   * goes too (an abnormal end [MQTT-3.1.2-8]) unless the node sends the client away on purpose
+   * (shutdown, drain: Broker.sendAway).
+   */
+  disconnect(code: number, why: string, extra?: Record<string, unknown>, publishWill = true): void {
     if (this.closed) return;
     this.closeCode = code;
     if (this.version === 5 && this.connected) {
@@ -490,7 +494,7 @@ export class Client implements ConnectionEvents {
       this.sendPacket({ cmd: "disconnect", reasonCode: code, properties } as OutPacket);
     }
     // a server-side disconnect is an abnormal end for the will [MQTT-3.1.2-8]
-    this.shutdown(true, why);
+    this.shutdown(publishWill, why);
   }
 
   /** Close the socket and detach from the session. */
