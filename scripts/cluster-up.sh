@@ -59,7 +59,7 @@ fi
 # --- nodes ---------------------------------------------------------------------------------
 for i in $(seq 1 "$n"); do
   port=$((base + i))
-  if [ "$runtime" = deno ]; then cmd=(node_modules/.bin/deno run -P src/main.ts)
+  if [ "$runtime" = deno ]; then cmd=(node_modules/.bin/deno run -A src/main.ts)
   else cmd=(node_modules/.bin/bun run src/main.ts); fi
   "${cmd[@]}" --host 127.0.0.1 --port "$port" --node-id "n$i" --persistence redis \
     --redis-url "redis://127.0.0.1:$redis_port" --redis-prefix "$prefix" \

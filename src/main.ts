@@ -5,20 +5,43 @@
  */
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import { helpText, parseCli, VERSION } from "./cli.ts";
+import { configText, helpText, parseCli, VERSION } from "./cli.ts";
 import { type Config, ConfigError } from "./config.ts";
 import { Broker } from "./broker.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { MemoryPersistence } from "./persistence/memory.ts";
 import type { Persistence } from "./persistence/persistence.ts";
-import type { ListenFn } from "./transport.ts";
+import type { Listener, ListenFn } from "./transport.ts";
 import type { ClusterBus } from "./cluster/bus.ts";
+import { Ops } from "./ops/ops.ts";
+import { type HttpServer, opsHandler, type ServeHttp } from "./ops/http.ts";
+import { makeShutdown } from "./ops/shutdown.ts";
+import { watchParent } from "./ops/parent-watch.ts";
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
 async function loadListen(): Promise<ListenFn> {
   const mod = isBun ? await import("../adapters/bun/tcp.ts") : await import("../adapters/deno/tcp.ts");
   return mod.listenTcp as ListenFn;
+}
+
+async function loadServeHttp(): Promise<ServeHttp> {
+  const mod = isBun ? await import("../adapters/bun/http.ts") : await import("../adapters/deno/http.ts");
+  return mod.serveHttp;
+}
+
+/** The operations endpoint (--http-port), up before the broker starts: /readyz says "starting". */
+async function startHttp(config: Config, ops: Ops): Promise<HttpServer | undefined> {
+  if (config.httpPort === 0) return undefined;
+  try {
+    return await (await loadServeHttp())(opsHandler(ops), { host: config.httpHost, port: config.httpPort });
+  } catch (e) {
+    const msg = String((e as Error)?.message ?? e);
+    if (/in use|EADDRINUSE|AddrInUse/i.test(msg) || (e as Error)?.name === "AddrInUse") {
+      fatal(`port ${config.httpPort} on ${config.httpHost} is already in use; choose another with --http-port <n> (or COLIBRI_HTTP_PORT)`);
+    }
+    fatal(`cannot serve HTTP on ${config.httpHost}:${config.httpPort}: ${msg} (check --http-host and --http-port)`);
+  }
 }
 
 /**
@@ -45,6 +68,7 @@ function fatal(message: string): never {
 
 export async function main(argv: string[]): Promise<void> {
   let config: Config;
+  let notes: { level: "info" | "warn"; text: string }[];
   try {
     const r = parseCli(argv, process.env as Record<string, string | undefined>, (p) => readFileSync(p, "utf8"));
     if (r.kind === "help") {
@@ -55,12 +79,18 @@ export async function main(argv: string[]): Promise<void> {
       console.log(`colibri ${VERSION}`);
       return;
     }
+    if (r.kind === "print-config") {
+      console.log(configText(r.config, r.origins));
+      return;
+    }
     config = r.config;
+    notes = r.notes;
   } catch (e) {
     if (e instanceof ConfigError) fatal(e.message);
     throw e;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, { format: config.logFormat, node: config.nodeId });
+  for (const n of notes) log[n.level](n.text);
   // One client's failure must never take the broker down: an error that escaped every handler
   // is logged (loudly: it is a bug) and the process goes on serving everyone else.
   process.on("unhandledRejection", (e: unknown) => log.error("unhandled rejection (bug)", { error: String((e as Error)?.stack ?? e) }));
@@ -73,9 +103,14 @@ export async function main(argv: string[]): Promise<void> {
     fatal(`${(e as Error).message} (check --redis-url, or use --persistence memory)`);
   }
   const broker = new Broker({ config, persistence, log, bus });
+  let listener: Listener | undefined;
+  let closed: Promise<void> | undefined;
+  const stopAccepting = () => closed ??= listener?.close() ?? Promise.resolve();
+  const ops = new Ops(broker, { runtime: isBun ? "bun" : "deno", stopAccepting });
+  const http = await startHttp(config, ops);
+  if (http) log.info("http endpoint listening", { host: config.httpHost, port: http.port, paths: "/metrics /healthz /readyz POST /drain" });
   await broker.start();
   const listen = await loadListen();
-  let listener;
   try {
     listener = await listen(broker, { host: config.host, port: config.port });
   } catch (e) {
@@ -89,19 +124,30 @@ export async function main(argv: string[]): Promise<void> {
     }
     fatal(`cannot listen on ${config.host}:${config.port}: ${msg} (check --host and --port)`);
   }
+  ops.start();
   log.info("colibri listening", {
     host: config.host, port: listener.port, runtime: isBun ? "bun" : "deno",
-    persistence: persistence.name, node: config.nodeId,
+    persistence: persistence.name, version: VERSION, pid: process.pid,
   });
-  const stop = async () => {
-    log.info("shutting down");
-    await listener.close();
-    await broker.close();
-    await persistence.close();
-    process.exit(0);
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  const stop = makeShutdown({
+    timeoutMs: config.shutdownTimeoutMs,
+    log,
+    exit: (code) => process.exit(code),
+    steps: [
+      { name: "not ready", run: () => ops.stop() },
+      { name: "stop accepting", run: stopAccepting },
+      { name: "send clients away, flush sessions, leave the cluster", run: () => broker.close() },
+      { name: "close the store", run: () => persistence.close() },
+      { name: "close the http endpoint", run: () => http?.close() },
+    ],
+  });
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGUSR2", () => {
+    log.info("SIGUSR2: draining");
+    ops.drain();
+  });
+  if (config.exitWithParent) watchParent((why) => void stop(`the launcher went away (${why})`));
 }
 
 if ((import.meta as { main?: boolean }).main) {

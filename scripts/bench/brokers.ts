@@ -89,7 +89,7 @@ export const BROKERS: readonly BrokerKind[] = [
     name: "colibri-deno",
     colibri: true,
     unavailable: () => missing(COLIBRI_MAIN) ?? missing(DENO),
-    command: (port, o) => ({ cmd: DENO, args: ["run", "-P", ...profileFlags(), COLIBRI_MAIN, ...colibriArgs(port, o)] }),
+    command: (port, o) => ({ cmd: DENO, args: ["run", "-A", ...profileFlags(), COLIBRI_MAIN, ...colibriArgs(port, o)] }),
   },
   {
     name: "mosquitto",

@@ -78,6 +78,10 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
     if (Object.keys(rest).length) msg.properties = rest;
     if (messageExpiryInterval !== undefined) msg.expiresAt = now + messageExpiryInterval * 1000;
   }
+  if (ctx.log.debugEnabled) {
+    // payloads reach the log at debug level only (src/log.ts)
+    ctx.log.debug("message received", { clientId: c.clientId, topic, qos: p.qos, retain: p.retain, payload: preview(p.payload) });
+  }
   const { matched, done } = ctx.publish(msg, c.clientId);
   if (p.qos === 0) return;
   const pid = p.messageId!;
@@ -111,6 +115,15 @@ function storageFailed(c: Client, pid: number, qos: 1 | 2, e: unknown) {
   }
   c.ctx.log.error("message not acknowledged: storage failed", { clientId: c.clientId, packetId: pid, error: String(e) });
   c.disconnect(RC.UNSPECIFIED_ERROR, "storage unavailable, message not accepted");
+}
+
+const PREVIEW_BYTES = 256;
+const lenient = new TextDecoder("utf-8");
+
+/** A payload for a debug log line: its text (the first 256 bytes). */
+function preview(payload: Uint8Array): string {
+  const more = payload.length > PREVIEW_BYTES ? `... (${payload.length} bytes)` : "";
+  return lenient.decode(payload.subarray(0, PREVIEW_BYTES)) + more;
 }
 
 function isSysTopic(topic: string): boolean {
