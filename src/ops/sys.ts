@@ -7,14 +7,14 @@
  *   $SYS/broker/clients/connected (active)    clients connected now
  *   $SYS/broker/clients/disconnected (inactive) persistent sessions held here without a client
  *   $SYS/broker/clients/total                 both
- *   $SYS/broker/clients/maximum               most clients connected at once since start
+ *   $SYS/broker/clients/maximum               the largest total since start
  *   $SYS/broker/clients/expired               persistent sessions ended by their expiry
  *   $SYS/broker/messages/received|sent        MQTT packets of every type
  *   $SYS/broker/publish/messages/received|sent|dropped   PUBLISH packets (dropped: queue limits)
  *   $SYS/broker/publish/bytes/received|sent   PUBLISH payload bytes
  *   $SYS/broker/bytes/received|sent           bytes on the wire
  *   $SYS/broker/subscriptions/count           subscriptions of the sessions held here
- *   $SYS/broker/retained messages/count       retained messages in the store
+ *   $SYS/broker/retained messages/count       retained messages: the store's and these $SYS ones
  *   $SYS/broker/load/<series>/{1min,5min,15min}   per-minute rates, exponentially averaged
  *       over 1, 5 and 15 minutes, for messages/received|sent, publish/received|sent|dropped,
  *       bytes/received|sent, connections (CONNECTs) and sockets (accepted connections)
@@ -111,6 +111,7 @@ export class SysTopics {
   ];
   private timer: unknown;
   private stopped = false;
+  private clientsMax = 0;
   private readonly startedAt: number;
   private lastTick: number;
   private readonly node: string;
@@ -191,7 +192,11 @@ export class SysTopics {
     n("clients/disconnected", g.disconnected);
     n("clients/inactive", g.disconnected);
     n("clients/total", s.connections + g.disconnected);
-    n("clients/maximum", s.connectionsMax);
+    // Mosquitto's maximum is of the total (connected and disconnected); peaks of connected
+    // clients between two publications count too
+    const total = s.connections + g.disconnected;
+    this.clientsMax = Math.max(this.clientsMax, total, s.connectionsMax);
+    n("clients/maximum", this.clientsMax);
     n("clients/expired", s.sessionsExpired);
     n("messages/received", s.packetsIn);
     n("messages/sent", s.packetsOut);
@@ -203,7 +208,8 @@ export class SysTopics {
     n("bytes/received", s.bytesIn);
     n("bytes/sent", s.bytesOut);
     n("subscriptions/count", g.subscriptions);
-    if (retained !== undefined) n("retained messages/count", retained);
+    // like Mosquitto's, the count includes the $SYS values themselves (retained messages too)
+    if (retained !== undefined) n("retained messages/count", retained + this.held.size);
     for (const l of this.loads) {
       for (let i = 0; i < 3; i++) v.set(`load/${l.name}/${WINDOWS[i][0]}`, l.avg[i].toFixed(2));
     }
