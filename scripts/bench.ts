@@ -49,7 +49,7 @@ function runTimeoutMs(cfg: BenchConfig): number {
 }
 
 function summaryLine(sc: Scenario, o: Outcome): string {
-  const vals = sc.metrics.map((m, i) => `${formatValue(o.values[i], m.unit)}${m.unit === "µs" || m.unit === "s" || m.unit === "KB/conn" ? "" : " " + m.unit}`);
+  const vals = sc.metrics.map((m, i) => `${formatValue(o.values[i], m.unit)}${m.unit === "µs" || m.unit === "s" || m.unit === "KB/conn" || m.unit === "MB" ? "" : " " + m.unit}`);
   const v = o.verification;
   const check = v === undefined ? "" : `  lost/dup/ooo ${v.lost}/${v.duplicated}/${v.outOfOrder}`;
   const cpu = o.brokerCpuPct !== undefined ? `  broker ${o.brokerCpuPct.toFixed(0)}%` : "";

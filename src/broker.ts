@@ -12,10 +12,11 @@ import type { Persistence } from "./persistence/persistence.ts";
 import type { StoredMessage, StoredSubscription, StoredWill } from "./message.ts";
 import { Router } from "./routing/router.ts";
 import { parseShared } from "./routing/topic.ts";
-import { Client } from "./session/client.ts";
+import { Client, releaseEncodings } from "./session/client.ts";
 import { newStats, type Stats } from "./session/context.ts";
 import { KeepaliveWheel } from "./session/keepalive.ts";
-import { compactPayload, type Session } from "./session/session.ts";
+import type { Session } from "./session/session.ts";
+import { compactPayload, LEVEL, MemoryAccount } from "./session/memory.ts";
 import { RC } from "./protocol/reason-codes.ts";
 import { type ClusterBus, type Forward, LocalBus, type Request } from "./cluster/bus.ts";
 import { Cluster } from "./cluster/cluster.ts";
@@ -48,6 +49,8 @@ export class Broker implements RegistryHost, Acceptor {
   readonly sys: SysTopics;
   readonly clients = new Set<Client>();
   readonly stats: Stats = newStats();
+  /** Bytes held for messages, and the pressure level past --max-memory-bytes (session/memory.ts). */
+  readonly memory: MemoryAccount;
   private dirty: Client[] = [];
   private flushScheduled = false;
   private seq = 0;
@@ -62,6 +65,8 @@ export class Broker implements RegistryHost, Acceptor {
     this.log = opts.log ?? createLogger(opts.config.logLevel);
     this.persistence = opts.persistence;
     this.wheel = new KeepaliveWheel(this.clock);
+    this.memory = new MemoryAccount(opts.config.maxMemoryBytes, this.memoryLevel);
+    this.persistence.trackMemory?.(this.memory);
     const bus = opts.bus ?? new LocalBus(opts.config.nodeId);
     this.idPrefix = `${bus.nodeId}${bus.clustered ? "" : "#" + incarnation()}:`;
     this.cluster = new Cluster(bus, this);
@@ -73,6 +78,18 @@ export class Broker implements RegistryHost, Acceptor {
   get sessions(): Map<string, Session> {
     return this.registry.map;
   }
+
+  /** Logged when the memory pressure level changes (at most once a second while it flaps). */
+  private memoryLevel = (level: number, held: number): void => {
+    const now = this.clock.now();
+    if (now - this.memoryLoggedAt < 1000) return;
+    this.memoryLoggedAt = now;
+    const what = ["normal", "shedding QoS 0 publishes", "refusing QoS 1/2 publishes (0x97)", "refusing new connections (0x89)"][level];
+    const fields = { held, limit: this.config.maxMemoryBytes, level };
+    if (level === LEVEL.OK) this.log.info(`memory use back under the limits: ${what}`, fields);
+    else this.log.warn(`memory use past --max-memory-bytes thresholds: ${what}`, fields);
+  };
+  private memoryLoggedAt = -Infinity;
 
   // --- Acceptor ---------------------------------------------------------------------------
   accept(conn: Connection): ConnectionEvents {
@@ -115,9 +132,11 @@ export class Broker implements RegistryHost, Acceptor {
     }
     const r = this.cluster.route(msg, publisher);
     // The fan-out above was synchronous. From here on the message may live on (retained,
-    // queued, in flight): drop the received frame and keep a compact copy of the payload, so
-    // that a 10-byte message does not pin the whole socket read it arrived in.
+    // queued, in flight): drop the received frame and the encodings shared during the fan-out,
+    // and keep a compact copy of a retained payload, so that a 10-byte message does not pin the
+    // whole socket read it arrived in (queued ones and those of lagging clients: session.ts).
     msg.wire = undefined;
+    releaseEncodings();
     if (msg.retain) compactPayload(msg);
     let done: Promise<unknown> | undefined;
     if (r.pending === undefined && stored === undefined) return { matched: r.matched };

@@ -22,12 +22,22 @@ export interface Config {
   maxConnectSize: number;
   /** Bounded offline/outgoing queue per session (QoS 1/2 messages). */
   maxQueuedMessages: number;
+  /** Bytes of QoS 1/2 messages one session may hold, in flight and queued together. */
+  maxQueuedBytes: number;
   /** Outgoing QoS 1/2 messages in flight per client (capped by the client's Receive Maximum). */
   maxInflight: number;
   /** Broker's Receive Maximum: incoming QoS 1/2 publishes a client may have unacknowledged. */
   receiveMaximum: number;
   /** Bytes an adapter may hold for one slow connection before QoS 0 traffic is dropped. */
   maxOutputBuffer: number;
+  /**
+   * Bytes the broker may hold for messages (queued and in flight, retained in memory, output
+   * buffers); past 80 % QoS 0 is shed, past 90 % QoS 1/2 publishes are refused, past 100 % new
+   * connections. 0 = no limit.
+   */
+  maxMemoryBytes: number;
+  /** Levels a topic name or filter may have (PUBLISH, SUBSCRIBE, will topics). */
+  maxTopicLevels: number;
   /** Seconds between $SYS/broker/... statistics publications; 0 = none. */
   sysInterval: number;
   /** Client-to-server topic aliases accepted (MQTT 5 Topic Alias Maximum); 0 disables. */
@@ -78,9 +88,12 @@ export const defaults: Config = {
   maxPacketSize: 16 * 1024 * 1024,
   maxConnectSize: 64 * 1024,
   maxQueuedMessages: 1000,
+  maxQueuedBytes: 4 * 1024 * 1024,
   maxInflight: 1024,
   receiveMaximum: 1024,
   maxOutputBuffer: 1024 * 1024,
+  maxMemoryBytes: 1024 * 1024 * 1024,
+  maxTopicLevels: 200,
   sysInterval: 10,
   topicAliasMaximum: 100,
   maxKeepalive: 0,
@@ -128,9 +141,12 @@ export const rules: Record<keyof Config, Rule> = {
   maxPacketSize: { kind: "int", min: 64, max: 268_435_460 },
   maxConnectSize: { kind: "int", min: 64, max: 268_435_460 },
   maxQueuedMessages: { kind: "int", min: 0, max: 10_000_000 },
+  maxQueuedBytes: { kind: "int", min: 1024, max: 2 ** 40 },
   maxInflight: { kind: "int", min: 1, max: 65535 },
   receiveMaximum: { kind: "int", min: 1, max: 65535 },
   maxOutputBuffer: { kind: "int", min: 1024, max: 1 << 30 },
+  maxMemoryBytes: { kind: "int", min: 0, max: 2 ** 50 },
+  maxTopicLevels: { kind: "int", min: 1, max: 65535 },
   sysInterval: { kind: "int", min: 0, max: 86400 },
   topicAliasMaximum: { kind: "int", min: 0, max: 65535 },
   maxKeepalive: { kind: "int", min: 0, max: 65535 },

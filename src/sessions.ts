@@ -368,6 +368,7 @@ export class SessionRegistry {
       if (will) this.publishWill(will, s.clientId);
       return;
     }
+    s.detached(); // its messages in flight may now wait long: compact them
     // shared-subscription messages queued here and not sent yet go to a connected member of
     // their group now (routing/shared.ts); what was sent waits for this session to come back
     const unsent = s.takeUnsentShared((share) => this.b.router.canHandOver(share, s.clientId));
@@ -495,7 +496,7 @@ export class SessionRegistry {
   /** Rebuild one session from the store (offline), owned here with `token`. */
   private async restore(rec: SessionRecord, token: string | undefined, held = false): Promise<Session> {
     const s = new Session(rec.clientId, this.b);
-    s.expiryInterval = rec.expiryInterval;
+    s.expiryInterval = cappedExpiry(rec, this.b.config.maxSessionExpiry);
     s.protocolVersion = rec.protocolVersion;
     this.metaOf(s).stored = true;
     this.own(s, token);
@@ -512,7 +513,7 @@ export class SessionRegistry {
       this.b.persistence.outgoing(rec.clientId),
       this.b.persistence.incomingQos2(rec.clientId),
     ]);
-    s.expiryInterval = rec.expiryInterval;
+    s.expiryInterval = cappedExpiry(rec, this.b.config.maxSessionExpiry);
     s.protocolVersion = rec.protocolVersion;
     s.restoreOutgoing(out);
     for (const id of q2) s.incomingQos2.add(id);
@@ -526,7 +527,7 @@ export class SessionRegistry {
   private async recover(s: Session, rec: SessionRecord, now: number): Promise<void> {
     const crashed = rec.disconnectedAt === undefined;
     const since = crashed ? now : rec.disconnectedAt!;
-    const expiresAt = rec.expiryInterval >= NEVER_EXPIRES ? Infinity : since + rec.expiryInterval * 1000;
+    const expiresAt = s.expiryInterval >= NEVER_EXPIRES ? Infinity : since + s.expiryInterval * 1000;
     let willAt = rec.willAt;
     if (crashed && rec.will) willAt = now + willDelaySeconds(rec.will, rec.expiryInterval) * 1000;
     const willDue = rec.will !== undefined && willAt !== undefined && (willAt <= now || expiresAt <= now);
@@ -692,4 +693,12 @@ export class SessionRegistry {
       this.b.clock.clearTimeout(s.willTimer);
     }
   }
+}
+
+/**
+ * A stored session's expiry under today's --max-session-expiry: a record written before the cap
+ * was lowered, or a 3.1.1 session stored as "never", is held at most that long.
+ */
+function cappedExpiry(rec: SessionRecord, max: number): number {
+  return Math.min(rec.expiryInterval, max);
 }

@@ -26,6 +26,8 @@ export interface LaunchOptions {
   redis?: RedisOptions;
   /** Directory for generated config files. */
   workDir: string;
+  /** Seconds between $SYS publications (Colibri --sys-interval, Mosquitto sys_interval). */
+  sysInterval?: number;
 }
 
 export interface BrokerKind {
@@ -46,10 +48,11 @@ function colibriArgs(port: number, o: LaunchOptions): string[] {
   if (o.redis !== undefined) {
     args.push("--persistence", "redis", "--redis-url", o.redis.url, "--redis-prefix", o.redis.prefix);
   }
+  if (o.sysInterval !== undefined) args.push("--sys-interval", String(o.sysInterval));
   return args;
 }
 
-function mosquittoConfig(port: number, workDir: string): string {
+function mosquittoConfig(port: number, workDir: string, sysInterval?: number): string {
   const file = path.join(workDir, `mosquitto-${port}.conf`);
   fs.writeFileSync(
     file,
@@ -66,6 +69,7 @@ function mosquittoConfig(port: number, workDir: string): string {
       "log_type error",
       "log_type warning",
       "connection_messages false",
+      ...(sysInterval !== undefined ? [`sys_interval ${sysInterval}`] : []),
       "",
     ].join("\n"),
   );
@@ -95,7 +99,7 @@ export const BROKERS: readonly BrokerKind[] = [
     name: "mosquitto",
     colibri: false,
     unavailable: () => missing(MOSQUITTO),
-    command: (port, o) => ({ cmd: MOSQUITTO, args: ["-c", mosquittoConfig(port, o.workDir)] }),
+    command: (port, o) => ({ cmd: MOSQUITTO, args: ["-c", mosquittoConfig(port, o.workDir, o.sysInterval)] }),
   },
   {
     name: "aedes-node",

@@ -16,6 +16,8 @@ export function formatValue(v: number, unit: Unit): string {
       return v >= 1000 ? `${sig(v / 1000)} ms` : `${v.toFixed(0)} µs`;
     case "KB/conn":
       return `${sig(v)} KB`;
+    case "MB":
+      return `${sig(v)} MB`;
     case "s":
       return `${sig(v)} s`;
   }

@@ -10,8 +10,9 @@ import { type Connector } from "./transport.ts";
 import { sleep } from "./ports.ts";
 import { deletePrefix, parseRedisUrl, redisPing } from "./redis-keys.ts";
 import { cpuSeconds, listenerPid } from "./procfs.ts";
+import { runSlowConsumer } from "./slow-consumer.ts";
 
-export type Unit = "msg/s" | "deliveries/s" | "µs" | "KB/conn" | "s";
+export type Unit = "msg/s" | "deliveries/s" | "µs" | "KB/conn" | "s" | "MB";
 
 export interface MetricSpec {
   name: string;
@@ -353,9 +354,55 @@ export const SCENARIOS: readonly Scenario[] = [
       return outcome(r, [r.rate], true);
     },
   },
+  {
+    name: "slow-consumer",
+    title: (cfg) => `QoS 1 slow consumer, ${slowMessages(cfg)} × 1 MB`,
+    description: (cfg) =>
+      `One subscriber holds \`bench/slow/<run>\` at QoS 1 and stops reading right after its SUBACK (socket paused); one ` +
+      `publisher sends it ${slowMessages(cfg)} QoS 1 messages of 1 MB, 8 unacknowledged at a time (30 s at most). Then, ` +
+      `after 2 s: the memory the broker says it holds (Colibri: \`$SYS/broker/memory/held\`, its accounting of message ` +
+      `bytes and output buffers; Mosquitto: \`$SYS/broker/heap/current\`, its tracked heap; Aedes has no such figure) and ` +
+      `its RSS; the subscriber's socket is then closed and RSS read again 2 s later. Brokers run with their defaults ` +
+      `(Colibri: --max-queued-bytes 4 MiB per session; Mosquitto: the settings above, so max_queued_messages 100000 and ` +
+      `no byte limit) plus a $SYS interval of 1 s.`,
+    metrics: [
+      { name: "held (broker's own figure)", unit: "MB", better: "lower" },
+      { name: "RSS while stuck", unit: "MB", better: "lower" },
+      { name: "RSS after it left", unit: "MB", better: "lower" },
+    ],
+    prepare: () => Promise.resolve({ launch: { sysInterval: 1 } }),
+    run: async (ctx) => {
+      const kind = ctx.broker.kind;
+      const sysTopic = kind.colibri ? "$SYS/broker/memory/held" : kind.name === "mosquitto" ? "$SYS/broker/heap/current" : undefined;
+      const r = await runSlowConsumer({
+        host: "127.0.0.1",
+        port: ctx.broker.port,
+        label: ctx.label,
+        messageSize: 1024 * 1024,
+        messages: slowMessages(ctx.cfg),
+        window: 8,
+        budgetMs: 30_000,
+        settleMs: 2000,
+        sysTopic,
+        sample: () => ctx.broker.sample(),
+      });
+      const mb = (bytes: number | undefined) => (bytes === undefined ? NaN : bytes / (1024 * 1024));
+      return {
+        values: [mb(r.accountedWhileSlow), r.rssWhileSlowKb / 1024, r.rssAfterKb / 1024],
+        brokerRssKb: r.rssWhileSlowKb,
+        notes: [...r.notes, `${r.acknowledged}/${r.published} acknowledged in ${r.publishSeconds.toFixed(1)} s`],
+        detail: r,
+      };
+    },
+  },
 ];
 
 export const SCENARIO_NAMES = SCENARIOS.map((s) => s.name);
+
+/** Messages of the slow-consumer scenario: 500 MB (quick: 200 MB). */
+function slowMessages(cfg: BenchConfig): number {
+  return cfg.quick ? 200 : 500;
+}
 
 export function scenario(name: string): Scenario {
   const s = SCENARIOS.find((x) => x.name === name);

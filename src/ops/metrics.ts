@@ -69,7 +69,10 @@ export async function renderMetrics(m: MetricsSource): Promise<string> {
     [{ reason: "too_large" }, s.droppedTooLarge],
     [{ reason: "expired" }, s.droppedExpired],
     [{ reason: "not_authorized" }, s.droppedNotAuthorized],
+    [{ reason: "memory_shed" }, s.shedQos0],
   ]);
+  e.counter("colibri_publishes_refused_total", "QoS 1/2 publishes refused past 90 % of --max-memory-bytes (0x97)", s.refusedPublishes);
+  e.counter("colibri_connections_refused_total", "Connections refused past --max-memory-bytes (0x89)", s.refusedConnections);
   e.counter("colibri_protocol_errors_total", "Connections closed for a protocol error or malformed packet", s.protocolErrors);
   e.gauge("colibri_queued_messages", "QoS 1/2 messages queued behind the sessions' inflight windows", g.queued);
   e.gauge("colibri_queue_depth_max", "The longest session queue", g.queueMax);
@@ -95,10 +98,16 @@ export async function renderMetrics(m: MetricsSource): Promise<string> {
       [{ direction: "sent" }, bs.batchesSent], [{ direction: "received" }, bs.batchesReceived],
     ]);
   }
+  const mem = b.memory;
+  e.gauge("colibri_memory_held_bytes", "Bytes the broker holds for messages and output buffers, by its own accounting", [
+    [{ kind: "messages" }, mem.messages], [{ kind: "output" }, mem.output],
+  ]);
+  e.gauge("colibri_memory_limit_bytes", "--max-memory-bytes (0: no limit)", mem.limit);
+  e.gauge("colibri_memory_level", "0 normal, 1 shedding QoS 0, 2 refusing QoS 1/2, 3 refusing connections", mem.level);
   e.histogram("colibri_event_loop_lag_seconds", "How late a timer ran: time the event loop was busy", m.lag.histogram);
   e.gauge("colibri_event_loop_lag_max_seconds", "Largest event-loop lag of the last 10 to 20 seconds", m.lag.recentMax);
-  const mem = process.memoryUsage();
-  e.gauge("process_resident_memory_bytes", "Resident set size of the process", mem.rss);
-  e.gauge("colibri_heap_used_bytes", "JavaScript heap in use", mem.heapUsed);
+  const pm = process.memoryUsage();
+  e.gauge("process_resident_memory_bytes", "Resident set size of the process", pm.rss);
+  e.gauge("colibri_heap_used_bytes", "JavaScript heap in use", pm.heapUsed);
   return e.toString();
 }

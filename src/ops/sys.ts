@@ -19,7 +19,16 @@
  *       over 1, 5 and 15 minutes, for messages/received|sent, publish/received|sent|dropped,
  *       bytes/received|sent, connections (CONNECTs) and sockets (accepted connections)
  *
- * Like Mosquitto, a topic is published again only when its value changed (uptime always), and
+ * and Colibri's own (Mosquitto has no such topics; its heap/current is the nearest):
+ *
+ *   $SYS/broker/memory/held      bytes the broker holds for messages (session/memory.ts)
+ *   $SYS/broker/memory/messages  ... of which message payloads, topics and properties
+ *   $SYS/broker/memory/output    ... of which connections' output buffers
+ *   $SYS/broker/memory/limit     --max-memory-bytes (0 = none)
+ *   $SYS/broker/memory/level     0 normal, 1 shedding QoS 0, 2 refusing QoS 1/2, 3 refusing connections
+ *
+ * Like Mosquitto, a topic is published again only when its value changed (uptime and the
+ * memory figures always, so that a reader can wait for a fresh sample), and
  * a subscriber to $SYS gets the current values at once, as retained messages. Topics starting
  * with $ do not match a leading wildcard [MQTT-4.7.2-1]: subscribe to `$SYS/#`. Clients may not
  * publish to $SYS (session/handlers/publish.ts).
@@ -44,6 +53,7 @@ import type { Router } from "../routing/router.ts";
 import { topicMatches } from "../routing/topic.ts";
 import type { Stats } from "../session/context.ts";
 import type { Session } from "../session/session.ts";
+import type { MemoryAccount } from "../session/memory.ts";
 import type { Forward } from "../cluster/bus.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { sessionGauges } from "./snapshot.ts";
@@ -53,6 +63,7 @@ export interface SysHost {
   readonly clock: Clock;
   readonly log: Logger;
   readonly stats: Stats;
+  readonly memory: MemoryAccount;
   readonly sessions: Map<string, Session>;
   readonly persistence: Persistence;
   readonly router: Router;
@@ -65,6 +76,8 @@ const CLUSTER = "$SYS/broker/cluster/";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const WINDOWS = [["1min", 60], ["5min", 300], ["15min", 900]] as const;
+/** Published every interval even when unchanged (a reader waits for a fresh sample of them). */
+const ALWAYS = new Set(["uptime", "memory/held", "memory/messages", "memory/output"]);
 
 /** A counter whose per-minute rate is averaged over 1, 5 and 15 minutes (Mosquitto's load). */
 class Load {
@@ -85,8 +98,8 @@ class Load {
 }
 
 const sum = (a: number[]) => a[0] + a[1] + a[2];
-/** Messages dropped by queueing limits (Mosquitto's publish/messages/dropped). */
-export const queueDrops = (s: Stats) => s.droppedQueueFull + s.droppedQos0SlowConsumer;
+/** Messages dropped by queueing and memory limits (Mosquitto's publish/messages/dropped). */
+export const queueDrops = (s: Stats) => s.droppedQueueFull + s.droppedQos0SlowConsumer + s.shedQos0;
 
 /** A name usable as one topic level. */
 function level(name: string): string {
@@ -213,6 +226,12 @@ export class SysTopics {
     for (const l of this.loads) {
       for (let i = 0; i < 3; i++) v.set(`load/${l.name}/${WINDOWS[i][0]}`, l.avg[i].toFixed(2));
     }
+    const m = h.memory;
+    n("memory/held", m.held);
+    n("memory/messages", m.messages);
+    n("memory/output", m.output);
+    n("memory/limit", m.limit);
+    n("memory/level", m.level);
     return v;
   }
 
@@ -221,7 +240,7 @@ export class SysTopics {
     if (this.stopped) return;
     for (const [k, text] of v) {
       const old = this.held.get(PREFIX + k);
-      if (k === "uptime" || old === undefined || dec.decode(old.payload) !== text) this.local(k, text);
+      if (ALWAYS.has(k) || old === undefined || dec.decode(old.payload) !== text) this.local(k, text);
     }
     const cl = this.h.cluster;
     if (!cl.enabled) return;
@@ -239,6 +258,7 @@ export class SysTopics {
   private publish(topic: string, text: string, clusterWide: boolean): void {
     const msg: StoredMessage = {
       id: this.h.newMessageId(), topic, payload: enc.encode(text), qos: 0, retain: true, receivedAt: this.h.clock.now(),
+      holders: 0, bytes: 0, // the shape every message has (session/memory.ts)
     };
     this.held.set(topic, msg);
     if (clusterWide) this.h.cluster.route(msg);

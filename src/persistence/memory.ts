@@ -11,6 +11,7 @@
  * the filter can reach.
  */
 import type {
+  MessageHolder,
   OutgoingEntry,
   Persistence,
   SessionRecord,
@@ -183,6 +184,11 @@ export class MemoryPersistence implements Persistence {
 
   retainedCount(): Promise<number> {
     return Promise.resolve(this.retained.size);
+  }
+
+  /** Retained messages count towards the broker's --max-memory-bytes (they live in process). */
+  trackMemory(account: MessageHolder): void {
+    this.retained.setHolder(account);
   }
 
   close(): Promise<void> {

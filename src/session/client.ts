@@ -30,6 +30,13 @@ let encMsg: StoredMessage | undefined;
 const encCache = new Map<number | string, { bytes: Uint8Array; pidOffset: number }>();
 const NO_TOPIC = new Uint8Array(0);
 
+/** The fan-out is over: let go of its encodings (a large message's would stay pinned). */
+export function releaseEncodings(): void {
+  if (encMsg === undefined) return;
+  encMsg = undefined;
+  encCache.clear();
+}
+
 /** Protocol level of a CONNECT at the start of `b` (fixed header included), or -1. */
 function leadingConnectLevel(b: Uint8Array): number {
   if (b.length < 2 || b[0] >> 4 !== 1) return -1;
@@ -52,6 +59,8 @@ export class Client implements ConnectionEvents {
    * accepted: the last socket read (keepalive).
    */
   lastSeen: number;
+  /** KeepaliveWheel bookkeeping (Watched). */
+  wheelSlot = 0;
   /** Outgoing window: min(client Receive Maximum, broker maxInflight). */
   sendWindow = 65535;
   /** Client's Maximum Packet Size (MQTT 5); Infinity when not given. */
@@ -73,6 +82,8 @@ export class Client implements ConnectionEvents {
   private cur: Uint8Array | undefined;
   private curPos = 0;
   private outBytes = 0;
+  /** The adapter's bufferedAmount as last reported to the broker's memory account. */
+  private outHeld = 0;
   private drainWaiters: Array<() => void> | undefined;
   private dirty = false;
   private paused = false;
@@ -322,6 +333,16 @@ export class Client implements ConnectionEvents {
     this.ctx.stats.bytesOut += this.outBytes;
     this.outBytes = 0;
     this.conn.write(buf);
+    this.trackOutput();
+  }
+
+  /** Tell the memory account how much the adapter holds for this socket now. */
+  private trackOutput(): void {
+    const held = this.closed ? 0 : this.conn.bufferedAmount;
+    if (held !== this.outHeld) {
+      this.ctx.memory.addOutput(held - this.outHeld);
+      this.outHeld = held;
+    }
   }
 
   /** Bytes queued for this connection and not yet taken by the OS (this tick's + the adapter's). */
@@ -342,6 +363,7 @@ export class Client implements ConnectionEvents {
 
   /** ConnectionEvents.drain: the adapter's buffer is empty again. */
   drain(): void {
+    this.trackOutput();
     const w = this.drainWaiters;
     if (!w) return;
     this.drainWaiters = undefined;
@@ -433,8 +455,8 @@ export class Client implements ConnectionEvents {
     }
     const v5 = this.version === 5;
     if (encMsg !== msg) {
+      if (encMsg !== undefined) encCache.clear(); // (releaseEncodings left it empty)
       encMsg = msg;
-      encCache.clear();
     }
     let key: number | string = (v5 ? 8 : 0) | (qos << 1) | (retain ? 1 : 0);
     let expiry = -1;
@@ -504,6 +526,7 @@ export class Client implements ConnectionEvents {
     this.closed = true;
     this.closeReason = why;
     this.conn.close();
+    this.ctx.wheel.unwatch(this);
     this.drain(); // nobody waits for output that will not be written
     this.ctx.clientClosed(this, publishWill);
   }
@@ -523,6 +546,7 @@ export class Client implements ConnectionEvents {
     this.out = undefined;
     this.cur = undefined;
     this.outBytes = 0;
+    this.ctx.wheel.unwatch(this);
     this.drain();
     this.ctx.clientClosed(this, true);
   }

@@ -8,6 +8,7 @@ import type { Router } from "../routing/router.ts";
 import type { Client } from "./client.ts";
 import type { Session } from "./session.ts";
 import type { KeepaliveWheel } from "./keepalive.ts";
+import type { MemoryAccount } from "./memory.ts";
 
 /**
  * The broker's counters: plain numbers bumped on the hot path (no allocation, no timestamp);
@@ -47,6 +48,12 @@ export interface Stats {
   droppedNotAuthorized: number;
   /** Persistent sessions ended by their expiry interval. */
   sessionsExpired: number;
+  /** QoS 0 publishes dropped because the broker was past 80 % of --max-memory-bytes. */
+  shedQos0: number;
+  /** QoS 1/2 publishes refused (0x97, or 3.1.1 closed) past 90 % of --max-memory-bytes. */
+  refusedPublishes: number;
+  /** Connections refused (0x89 / 3.1.1 0x03) past --max-memory-bytes. */
+  refusedConnections: number;
 }
 
 export function newStats(): Stats {
@@ -56,6 +63,7 @@ export function newStats(): Stats {
     sockets: 0, bytesIn: 0, bytesOut: 0, packetsIn: 0, packetsOut: 0,
     publishesInByQos: [0, 0, 0], publishesOutByQos: [0, 0, 0], payloadBytesInByQos: [0, 0, 0],
     payloadBytesOutByQos: [0, 0, 0], droppedExpired: 0, droppedNotAuthorized: 0, sessionsExpired: 0,
+    shedQos0: 0, refusedPublishes: 0, refusedConnections: 0,
   };
 }
 
@@ -68,6 +76,8 @@ export interface BrokerContext {
   readonly stats: Stats;
   readonly sessions: Map<string, Session>;
   readonly wheel: KeepaliveWheel;
+  /** Bytes held for messages and the memory pressure level (memory.ts). */
+  readonly memory: MemoryAccount;
   /** Route a message from a client (or a will); resolves when everything it needs is stored. */
   publish(msg: StoredMessage, publisher?: string): { matched: number; done?: Promise<unknown> };
   newMessageId(): string;

@@ -499,3 +499,13 @@ export async function drainPublishes(c: RawClient, ms = 200): Promise<PacketOf<"
     if (p.qos === 2) c.sendPacket({ cmd: "pubrec", messageId: p.messageId });
   }
 }
+
+/** A payload of `size` bytes carrying `seq` in its first four bytes (see seqOf). */
+export function seqPayload(seq: number, size: number): Uint8Array {
+  const b = Buffer.alloc(size, seq & 255);
+  b.writeUInt32BE(seq, 0);
+  return b;
+}
+
+/** The sequence number of a seqPayload. */
+export const seqOf = (p: PacketOf<"publish">): number => Buffer.from(p.payload).readUInt32BE(0);

@@ -5,11 +5,12 @@
  */
 import type { ConnectPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
-import { topicNameError } from "../../routing/topic.ts";
+import { exceedsLevels, topicNameError } from "../../routing/topic.ts";
 import type { StoredWill } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { NEVER_EXPIRES } from "../session.ts";
 import { OutAliases } from "../topic-alias.ts";
+import { LEVEL } from "../memory.ts";
 
 function validate(c: Client, p: ConnectPacket): void {
   const cfg = c.ctx.config;
@@ -37,7 +38,10 @@ function validate(c: Client, p: ConnectPacket): void {
   }
   const w = p.will;
   if (w) {
-    const bad = topicNameError(w.topic);
+    // a will deeper than --max-topic-levels is refused like an invalid one: 5.0 CONNACK 0x90;
+    // 3.1.1 has no return code for it and closes without CONNACK [MQTT-3.2.2-6]
+    const bad = topicNameError(w.topic) ??
+      (exceedsLevels(w.topic, cfg.maxTopicLevels) ? `topic has more than ${cfg.maxTopicLevels} levels (--max-topic-levels)` : undefined);
     if (bad) throw new MqttError(c.version === 5 ? RC.TOPIC_NAME_INVALID : RC.MALFORMED_PACKET, `will ${bad}`);
     if (w.qos > cfg.maximumQoS) throw new MqttError(RC.QOS_NOT_SUPPORTED, `will QoS ${w.qos} not supported`); // [MQTT-3.2.2-12]
     if (w.retain && !cfg.retainAvailable) throw new MqttError(RC.RETAIN_NOT_SUPPORTED, "retain not available"); // [MQTT-3.2.2-13]
@@ -81,6 +85,12 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   validate(c, p);
   const assigned = identify(c, p);
   c.clientId = p.clientId;
+  if (ctx.memory.level >= LEVEL.REFUSE_CONNECT && !ctx.sessions.has(p.clientId)) {
+    // past --max-memory-bytes: no new clients (5.0 0x89 Server busy, 3.1.1 0x03 Server
+    // unavailable); one that owns a session may come back, taking its messages frees memory
+    ctx.stats.refusedConnections++;
+    throw new MqttError(RC.SERVER_BUSY, "server memory limit reached (--max-memory-bytes)");
+  }
   const props = p.properties ?? {};
   const ack: Record<string, unknown> = {};
   // keepalive, capped by maxKeepalive and told to the client as Server Keep Alive, which it must
@@ -100,7 +110,11 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
       expiry = cfg.maxSessionExpiry;
       ack.sessionExpiryInterval = expiry;
     }
-  } else expiry = p.clean ? 0 : NEVER_EXPIRES;
+  } else {
+    // a 3.1/3.1.1 persistent session has no expiry of its own ("never"); --max-session-expiry
+    // caps it like an MQTT 5 one, the client just cannot be told
+    expiry = p.clean ? 0 : Math.min(NEVER_EXPIRES, cfg.maxSessionExpiry);
+  }
   // the DISCONNECT rule compares with what the client sent, not with our cap (§3.14.2.2.2)
   c.connectExpiry = c.version === 5 ? props.sessionExpiryInterval ?? 0 : expiry;
   if (c.version === 5) {
