@@ -10,7 +10,7 @@ export function serveHttp(handler: HttpHandler, opts: { host: string; port: numb
     port: opts.port,
     development: false,
     async fetch(req, srv) {
-      const url = new URL(req.url);
+      const url = new URL(req.url, "http://localhost"); // an HTTP/1.0 probe sends no Host
       const r = await handler({ method: req.method, path: url.pathname, remote: srv.requestIP(req)?.address });
       return new Response(req.method === "HEAD" ? null : r.body, { status: r.status, headers: r.headers });
     },

@@ -6,6 +6,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import net from "node:net";
 import { startBroker, type TestBroker, until } from "../helpers/broker.ts";
 import { connectV4, connectV5, drainPublishes, RawClient } from "../helpers/raw-client.ts";
 import { startOps, type TestOps } from "../helpers/ops.ts";
@@ -13,6 +14,18 @@ import { type Family, parseExposition, valueOf } from "../helpers/prometheus.ts"
 import { isLoopback, opsHandler } from "../../src/ops/http.ts";
 
 const SLOW = { timeout: 30_000 };
+
+/** One request written as given; the whole answer (the server closes an HTTP/1.0 connection). */
+function rawHttp(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const s = net.connect(port, "127.0.0.1", () => s.write(request));
+    s.on("data", (d: Buffer) => chunks.push(d));
+    s.on("error", reject);
+    s.on("close", () => resolve(Buffer.concat(chunks).toString()));
+    setTimeout(() => s.destroy(), 3000);
+  });
+}
 
 describe("/metrics", () => {
   let b: TestBroker;
@@ -122,6 +135,10 @@ describe("/healthz, /readyz, POST /drain", () => {
       const ready = await fetch(`${o.url}/readyz`);
       assert.equal(ready.status, 200);
       assert.equal(await ready.text(), "ready\n");
+      // what a load balancer's health check sends: HTTP/1.0, no Host header
+      const raw = await rawHttp(o.http.port, "GET /readyz HTTP/1.0\r\n\r\n");
+      assert.match(raw, /^HTTP\/1\.[01] 200 /);
+      assert.match(raw, /\r\n\r\nready\n$/);
       assert.equal(valueOf(await o.scrape(), "colibri_ready"), 1);
 
       const { client: watch } = await connectV4(b.port, "d-watch", { keepalive: 0 });
