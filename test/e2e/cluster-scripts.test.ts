@@ -1,7 +1,8 @@
 /**
  * scripts/cluster-up.sh and cluster-down.sh as a user runs them: three nodes and HAProxy
  * (a Redis is already there), a message across nodes with mosquitto_pub/sub through the
- * balanced port and a node's own port, then everything stopped.
+ * balanced port (HAProxy checks each node's /readyz) and a node's own port, each node's HTTP
+ * endpoint, then everything stopped.
  */
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -25,9 +26,10 @@ describe("scripts/cluster-up.sh", () => {
 
   it("starts a 3-node cluster behind HAProxy that routes across nodes, and stops it", { timeout: 60_000 }, async () => {
     const lb = await freePort();
+    const http = await freePort();
     env = {
       ...process.env, COLIBRI_CLUSTER_DIR: dir, COLIBRI_LB_PORT: String(lb), COLIBRI_NODE_BASE_PORT: String(await freePort()),
-      COLIBRI_REDIS_PREFIX: prefix, COLIBRI_RUNTIME: isBun ? "bun" : "deno",
+      COLIBRI_HTTP_BASE_PORT: String(http), COLIBRI_REDIS_PREFIX: prefix, COLIBRI_RUNTIME: isBun ? "bun" : "deno",
     };
     const up = await runCommand("bash", ["scripts/cluster-up.sh", "3"], { env, timeoutMs: 60_000 });
     assert.equal(up.code, 0, up.stderr);
@@ -37,6 +39,12 @@ describe("scripts/cluster-up.sh", () => {
     await mosquittoPub(lb + 1, "cu/x", "across", { qos: 1 });
     const got = await sub;
     assert.equal(got[0].payload, "across");
+    for (const i of [1, 2, 3]) assert.equal(await (await fetch(`http://127.0.0.1:${http + i}/readyz`)).text(), "ready\n");
+    // the balanced port, behind HAProxy's /readyz checks
+    const sub2 = mosquittoSub(lb, "cu2/#", { count: 1, qos: 1 });
+    await sub2.ready;
+    await mosquittoPub(lb, "cu2/x", "balanced", { qos: 1 });
+    assert.equal((await sub2)[0].payload, "balanced");
     const down = await runCommand("bash", ["scripts/cluster-down.sh"], { env, timeoutMs: 30_000 });
     assert.equal(down.code, 0);
     assert.match(down.stderr + down.stdout, /stopped/);
