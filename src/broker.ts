@@ -5,6 +5,7 @@
  * adoption) lives in sessions.ts; packet semantics in session/handlers.
  */
 import type { Acceptor, Connection, ConnectionEvents } from "./transport.ts";
+import type { ListenerSpec } from "./listener-spec.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -92,8 +93,9 @@ export class Broker implements RegistryHost, Acceptor {
   private memoryLoggedAt = -Infinity;
 
   // --- Acceptor ---------------------------------------------------------------------------
-  accept(conn: Connection): ConnectionEvents {
-    const c = new Client(conn, this);
+  /** A new connection, through `listener` (its per-listener settings; none for bare test sockets). */
+  accept(conn: Connection, listener?: ListenerSpec): ConnectionEvents {
+    const c = new Client(conn, this, listener);
     this.clients.add(c);
     this.stats.sockets++;
     return c;

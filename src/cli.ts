@@ -5,13 +5,21 @@
  */
 import { coerce, type Config, ConfigError, defaults, flagName, resolveConfig, rules } from "./config.ts";
 import { formatConfig, formatHelp, type Note, type Origin, type Origins } from "./cli-format.ts";
+import { listenerSpecs } from "./listener-spec.ts";
 
 export { VERSION } from "./version.ts";
 import { VERSION } from "./version.ts";
 
 const descriptions: Partial<Record<keyof Config, string>> = {
-  host: "address to listen on",
-  port: "TCP port (0 = any free port)",
+  host: "address of the plain TCP listener",
+  port: "port of the plain TCP listener (0 = any free port)",
+  listen: "a listener URL, repeatable: mqtt://host:port, mqtts://, ws://host:port/path, wss://; options in the query (?proxy-protocol=true)",
+  cafile: "PEM CA file that client certificates must chain to",
+  certfile: "PEM certificate (chain) of mqtts:// and wss:// listeners",
+  keyfile: "PEM private key of mqtts:// and wss:// listeners",
+  requireCertificate: "TLS listeners refuse clients without a certificate signed by --cafile",
+  useIdentityAsUsername: "the client certificate's CN (or SAN) is the user name (needs --require-certificate)",
+  proxyProtocol: "mqtt:// listeners expect a PROXY protocol v1/v2 header (HAProxy send-proxy-v2)",
   nodeId: "this node's name in a cluster and in logs; unique per process either way",
   persistence: "memory (embedded) or redis; a --redis-url without --persistence means redis",
   redisUrl: "Redis URL (redis://[user:password@]host:port[/db], rediss:// for TLS)",
@@ -108,7 +116,9 @@ export function parseCli(
       else if (next === undefined) throw new ConfigError(`--${name} needs a value: --${name} <value>`);
       else value = argv[++i];
     }
-    fromFlags[key] = coerce(key, value, `--${name}`);
+    const v = coerce(key, value, `--${name}`);
+    // a repeated --listen adds a listener; any other repeated flag: the last one wins
+    fromFlags[key] = rules[key].kind === "listen" ? [...(fromFlags[key] as string[] ?? []), ...(v as string[])] : v;
     origins[key] = { source: "flag", where: `--${name}` };
   }
   const merged: Partial<Record<keyof Config, unknown>> = {};
@@ -147,6 +157,7 @@ export function parseCli(
   Object.assign(merged, fromFlags);
   const notes = implied(merged, origins);
   const config = resolveConfig(merged as Partial<Config>);
+  listenerSpecs(config); // every listener checked now, before anything starts
   for (const key of keys) origins[key] ??= { source: "default" };
   if (origins.nodeId.source === "default") origins.nodeId = { source: "generated" };
   return { kind: print ? "print-config" : "run", config, origins, notes };

@@ -1,17 +1,20 @@
 /**
  * Composition root: flags/env/file -> Config -> persistence -> broker -> the runtime's
- * listener. The only module that picks adapters (by runtime, with a dynamic import, so the
- * core never loads Bun- or Deno-specific code).
+ * listeners. The only module that picks adapters (by runtime, with a dynamic import, so the
+ * core never loads Bun- or Deno-specific code); tests get them from loadTransports() too.
  */
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { configText, helpText, parseCli, VERSION } from "./cli.ts";
 import { type Config, ConfigError } from "./config.ts";
 import { Broker } from "./broker.ts";
+import { listenerSpecs } from "./listener-spec.ts";
+import { closeListeners, ListenError, openListeners, type OpenListener, tlsReloadables } from "./listeners.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { MemoryPersistence } from "./persistence/memory.ts";
 import type { Persistence } from "./persistence/persistence.ts";
-import type { Listener, ListenFn } from "./transport.ts";
+import { type Reloadable, reloadAll } from "./reload.ts";
+import type { Transports } from "./transport.ts";
 import type { ClusterBus } from "./cluster/bus.ts";
 import { Ops } from "./ops/ops.ts";
 import { type HttpServer, opsHandler, type ServeHttp } from "./ops/http.ts";
@@ -20,9 +23,18 @@ import { watchParent } from "./ops/parent-watch.ts";
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
-async function loadListen(): Promise<ListenFn> {
-  const mod = isBun ? await import("../adapters/bun/tcp.ts") : await import("../adapters/deno/tcp.ts");
-  return mod.listenTcp as ListenFn;
+/** The runtime's listener for each scheme: Bun.listen / Bun.serve, or Deno.listen / node:tls / Deno.serve. */
+export async function loadTransports(): Promise<Transports> {
+  if (isBun) {
+    const [tcp, ws] = await Promise.all([import("../adapters/bun/tcp.ts"), import("../adapters/bun/websocket.ts")]);
+    return { mqtt: tcp.listenTcp, mqtts: tcp.listenTls, ws: ws.listenWebSocket, wss: ws.listenWebSocket };
+  }
+  const [tcp, tls, ws] = await Promise.all([
+    import("../adapters/deno/tcp.ts"),
+    import("../adapters/deno/tls.ts"),
+    import("../adapters/deno/websocket.ts"),
+  ]);
+  return { mqtt: tcp.listenTcp, mqtts: tls.listenTls, ws: ws.listenWebSocket, wss: ws.listenWebSocket };
 }
 
 async function loadServeHttp(): Promise<ServeHttp> {
@@ -66,6 +78,24 @@ function fatal(message: string): never {
   process.exit(2);
 }
 
+/** A listener that did not open, as a message that names the listener, the option and the fix. */
+function listenFailure(e: ListenError, config: Config): string {
+  const { spec } = e;
+  const msg = e.message;
+  const code = (e.error as { code?: string })?.code;
+  const plain = spec.scheme === "mqtt" && spec.host === config.host && spec.port === config.port;
+  const fix = plain ? "choose another with --port <n> (or COLIBRI_PORT)" : `choose another port in --listen ${spec.name}`;
+  if (code === "EADDRINUSE" || /in use|EADDRINUSE|AddrInUse|Failed to listen/i.test(msg) || (e.error as Error)?.name === "AddrInUse") {
+    return `port ${spec.port} on ${spec.host} is already in use (listener ${spec.name}); ${fix}`;
+  }
+  if (/EACCES|permission/i.test(msg)) {
+    return `no permission to listen on ${spec.host}:${spec.port} (listener ${spec.name}); use a port above 1023`;
+  }
+  if (/^--(require-certificate|use-identity-as-username) is not available/.test(msg)) return `${msg} (listener ${spec.name})`;
+  const check = spec.tls ? "check --certfile, --keyfile and --cafile" : plain ? "check --host and --port" : "check --listen";
+  return `cannot listen on ${spec.name}: ${msg} (${check})`;
+}
+
 export async function main(argv: string[]): Promise<void> {
   let config: Config;
   let notes: { level: "info" | "warn"; text: string }[];
@@ -95,6 +125,11 @@ export async function main(argv: string[]): Promise<void> {
   // is logged (loudly: it is a bug) and the process goes on serving everyone else.
   process.on("unhandledRejection", (e: unknown) => log.error("unhandled rejection (bug)", { error: String((e as Error)?.stack ?? e) }));
   process.on("uncaughtException", (e: unknown) => log.error("uncaught exception (bug)", { error: String((e as Error)?.stack ?? e) }));
+  // SIGHUP reloads what can change without a restart (registered first: its default action
+  // would end the process); the authentication work adds its password and ACL files here
+  const reloadables: Reloadable[] = [];
+  process.on("SIGHUP", () => void reloadAll(reloadables, log));
+  const specs = listenerSpecs(config);
   let persistence: Persistence;
   let bus: ClusterBus | undefined;
   try {
@@ -103,32 +138,35 @@ export async function main(argv: string[]): Promise<void> {
     fatal(`${(e as Error).message} (check --redis-url, or use --persistence memory)`);
   }
   const broker = new Broker({ config, persistence, log, bus });
-  let listener: Listener | undefined;
+  // listeners open once the broker has started; a drain or stop that comes first closes them
+  // as soon as they are open
+  let listeners: OpenListener[] = [];
+  let accepting = true;
   let closed: Promise<void> | undefined;
-  const stopAccepting = () => closed ??= listener?.close() ?? Promise.resolve();
+  const stopAccepting = () => {
+    accepting = false;
+    return closed ??= closeListeners(listeners);
+  };
   const ops = new Ops(broker, { runtime: isBun ? "bun" : "deno", stopAccepting });
   const http = await startHttp(config, ops);
   if (http) log.info("http endpoint listening", { host: config.httpHost, port: http.port, paths: "/metrics /healthz /readyz POST /drain" });
   await broker.start();
-  const listen = await loadListen();
   try {
-    listener = await listen(broker, { host: config.host, port: config.port });
+    listeners = await openListeners(specs, await loadTransports(), broker, config, log);
   } catch (e) {
-    const msg = String((e as Error)?.message ?? e);
-    const code = (e as { code?: string }).code;
-    if (code === "EADDRINUSE" || /in use|EADDRINUSE|AddrInUse/i.test(msg) || (e as Error)?.name === "AddrInUse") {
-      fatal(`port ${config.port} on ${config.host} is already in use; choose another with --port <n> (or COLIBRI_PORT)`);
-    }
-    if (/EACCES|permission/i.test(msg)) {
-      fatal(`no permission to listen on ${config.host}:${config.port}; use a port above 1023 with --port <n>`);
-    }
-    fatal(`cannot listen on ${config.host}:${config.port}: ${msg} (check --host and --port)`);
+    if (e instanceof ConfigError) fatal(e.message);
+    if (e instanceof ListenError) fatal(listenFailure(e, config));
+    throw e;
   }
+  if (!accepting) closed = closeListeners(listeners);
   ops.start();
-  log.info("colibri listening", {
-    host: config.host, port: listener.port, runtime: isBun ? "bun" : "deno",
-    persistence: persistence.name, version: VERSION, pid: process.pid,
-  });
+  for (const o of listeners) {
+    log.info("colibri listening", {
+      listener: o.spec.name, host: o.spec.host, port: o.listener.port, runtime: isBun ? "bun" : "deno",
+      persistence: persistence.name, version: VERSION, pid: process.pid,
+    });
+  }
+  reloadables.push(...tlsReloadables(listeners));
   const stop = makeShutdown({
     timeoutMs: config.shutdownTimeoutMs,
     log,

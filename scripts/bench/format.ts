@@ -20,6 +20,14 @@ export function formatValue(v: number, unit: Unit): string {
       return `${sig(v)} MB`;
     case "s":
       return `${sig(v)} s`;
+    case "ms":
+      return `${sig(v)} ms`;
+    case "ratio":
+      return `×${v.toFixed(2)}`;
+    case "cmd/msg":
+      return `${sig(v)} cmd/msg`;
+    case "B/msg":
+      return `${sig(v)} B/msg`;
   }
 }
 

@@ -11,8 +11,9 @@ import { sleep } from "./ports.ts";
 import { deletePrefix, parseRedisUrl, redisPing } from "./redis-keys.ts";
 import { cpuSeconds, listenerPid } from "./procfs.ts";
 import { runSlowConsumer } from "./slow-consumer.ts";
+import { CLUSTER_SCENARIOS } from "./cluster.ts";
 
-export type Unit = "msg/s" | "deliveries/s" | "µs" | "KB/conn" | "s" | "MB";
+export type Unit = "msg/s" | "deliveries/s" | "µs" | "KB/conn" | "s" | "MB" | "ratio" | "cmd/msg" | "B/msg" | "ms";
 
 export interface MetricSpec {
   name: string;
@@ -53,6 +54,8 @@ export interface Outcome extends Measured {
 
 export interface RunContext {
   broker: RunningBroker;
+  /** How the broker was launched (a cluster scenario starts more nodes the same way). */
+  launch: LaunchOptions;
   cfg: BenchConfig;
   connector: Connector;
   /** Unique per run; used for client ids. */
@@ -74,6 +77,8 @@ export interface Scenario {
   description(cfg: BenchConfig): string;
   metrics: MetricSpec[];
   colibriOnly?: boolean;
+  /** Only for brokers that form a cluster over a shared Redis (BrokerKind.clusters). */
+  clusterOnly?: boolean;
   /** File descriptors the generator and the broker each need. */
   fds?(cfg: BenchConfig): number;
   /** Runs before the broker starts; a returned string means "skip" with that reason. */
@@ -84,15 +89,16 @@ export interface Scenario {
 const msgRate: MetricSpec = { name: "throughput", unit: "msg/s", better: "higher" };
 const deliveryRate: MetricSpec = { name: "throughput", unit: "deliveries/s", better: "higher" };
 
-type LoadShape = Omit<LoadSpec, "label" | "warmupMs" | "measureMs" | "drainMs" | "connectConcurrency" | "mode"> & {
+export type LoadShape = Omit<LoadSpec, "label" | "warmupMs" | "measureMs" | "drainMs" | "connectConcurrency" | "mode"> & {
   mode: LoadMode;
 };
 
-function closed(window: number, cfg: BenchConfig): LoadMode {
+export function closed(window: number, cfg: BenchConfig): LoadMode {
   return { kind: "closed", window: cfg.window ?? window };
 }
 
-async function load(ctx: RunContext, shape: LoadShape): Promise<LoadResult> {
+/** Run one load against the run's broker (subscribers on `subPort`: another node of a cluster). */
+export async function load(ctx: RunContext, shape: LoadShape, subPort?: number): Promise<LoadResult> {
   const { cfg, broker } = ctx;
   return await runLoad(
     {
@@ -106,6 +112,7 @@ async function load(ctx: RunContext, shape: LoadShape): Promise<LoadResult> {
     {
       host: "127.0.0.1",
       port: broker.port,
+      subPort,
       connector: ctx.connector,
       sample: () => broker.sample(),
       helperCpu: () => ctx.helperPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0),
@@ -113,7 +120,7 @@ async function load(ctx: RunContext, shape: LoadShape): Promise<LoadResult> {
   );
 }
 
-function outcome(r: LoadResult, values: number[], strict: boolean): Outcome {
+export function outcome(r: LoadResult, values: number[], strict: boolean): Outcome {
   const notes: string[] = [];
   if (r.protocolErrors.length > 0) notes.push(`protocol errors: ${r.protocolErrors.join("; ")}`);
   return {
@@ -129,7 +136,7 @@ function outcome(r: LoadResult, values: number[], strict: boolean): Outcome {
   };
 }
 
-function qos1Shape(cfg: BenchConfig, subClean: boolean): LoadShape {
+export function qos1Shape(cfg: BenchConfig, subClean: boolean): LoadShape {
   return {
     pubs: 10,
     subs: 10,
@@ -395,6 +402,7 @@ export const SCENARIOS: readonly Scenario[] = [
       };
     },
   },
+  ...CLUSTER_SCENARIOS,
 ];
 
 export const SCENARIO_NAMES = SCENARIOS.map((s) => s.name);

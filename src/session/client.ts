@@ -9,6 +9,7 @@
  * pauses the connection's input until it settles.
  */
 import type { Connection, ConnectionEvents } from "../transport.ts";
+import type { ListenerSpec } from "../listener-spec.ts";
 import { connectProtocolLevel, decode, encode, Framer, type OutPacket, PINGRESP } from "../protocol/codec.ts";
 import { encodePublish, reuseWire, type PublishProperties, withPacketId } from "../protocol/publish-codec.ts";
 import { connackCodeV3, MqttError, RC } from "../protocol/reason-codes.ts";
@@ -93,7 +94,13 @@ export class Client implements ConnectionEvents {
   /** The socket closed while input was held behind a pending handler (see close). */
   private socketGone: Error | null | undefined;
 
-  constructor(readonly conn: Connection, readonly ctx: BrokerContext) {
+  /**
+   * The user name this connection authenticates as: CONNECT's, or the client certificate's
+   * identity on a listener with use-identity-as-username (the authentication work reads it).
+   */
+  username: string | undefined;
+
+  constructor(readonly conn: Connection, readonly ctx: BrokerContext, readonly listener?: ListenerSpec) {
     // CONNECT has its own, smaller limit until it is accepted (markConnected)
     this.framer = new Framer(Math.min(ctx.config.maxConnectSize, ctx.config.maxPacketSize));
     this.lastSeen = ctx.clock.now();

@@ -4,9 +4,9 @@
  * in-flight messages; simultaneous CONNECTs leave one connected); persistent sessions resume on
  * any node with what was published on any node meanwhile; SIGTERM leaves the cluster cleanly.
  */
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { type TestCluster, useCluster } from "../helpers/cluster.ts";
 import { connectV4, connectV5, drainPublishes, payloadText, RawClient } from "../helpers/raw-client.ts";
 
 async function publishAll(pub: RawClient, topic: string, payloads: string[], qos: 1 | 2 = 1) {
@@ -14,13 +14,10 @@ async function publishAll(pub: RawClient, topic: string, payloads: string[], qos
 }
 
 describe("cluster: sessions across nodes", () => {
+  const cluster = useCluster(3);
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3);
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("CONNECT on node B with an id connected on node A: A's connection gets DISCONNECT 0x8E within a second [MQTT-3.1.4-3]", async () => {
@@ -122,13 +119,10 @@ describe("cluster: sessions across nodes", () => {
 });
 
 describe("cluster: a node leaves with SIGTERM", () => {
+  const cluster = useCluster(3);
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3);
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("its persistent sessions resume elsewhere at once with their queue, its routes go, no wills", async () => {

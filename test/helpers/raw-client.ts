@@ -100,9 +100,9 @@ export class RawClient {
   }
 
   /** Opens a TCP connection; rejects with a clear message if nothing listens. */
-  static connect(port: number, host = "127.0.0.1", timeoutMs = DEFAULT_TIMEOUT_MS): Promise<RawClient> {
+  static connect(port: number, host = "127.0.0.1", timeoutMs = DEFAULT_TIMEOUT_MS, localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host });
+      const socket = net.connect({ port, host, localAddress });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new Error(`could not connect to ${host}:${port} within ${timeoutMs} ms`));
@@ -438,6 +438,8 @@ function fail(message: string): never {
 export type ConnectOptions = Partial<Omit<IConnectPacket, "cmd" | "clientId" | "protocolVersion">> & {
   host?: string;
   timeoutMs?: number;
+  /** Source address to connect from (any 127.x.y.z works on Linux loopback). */
+  localAddress?: string;
 };
 
 async function connectWith(
@@ -446,8 +448,8 @@ async function connectWith(
   clientId: string,
   opts: ConnectOptions,
 ): Promise<{ client: RawClient; connack: IConnackPacket }> {
-  const { host, timeoutMs, ...fields } = opts;
-  const client = await RawClient.connect(port, host, timeoutMs);
+  const { host, timeoutMs, localAddress, ...fields } = opts;
+  const client = await RawClient.connect(port, host, timeoutMs, localAddress);
   client.sendPacket({ cmd: "connect", clientId, protocolVersion: version, clean: true, keepalive: 60, ...fields });
   try {
     const connack = await client.expectPacket("connack", timeoutMs);

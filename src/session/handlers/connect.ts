@@ -83,6 +83,12 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   const cfg = ctx.config;
   c.clientId = p.clientId; // so that a refusal's log line names the client
   validate(c, p);
+  // Mosquitto's use_identity_as_username: the verified certificate names the user, whatever
+  // CONNECT says (the listener required the certificate, so the identity is there)
+  if (c.listener?.useIdentityAsUsername) {
+    if (c.conn.identity === undefined) throw new MqttError(RC.NOT_AUTHORIZED, "no verified client certificate to take the user name from");
+    c.username = c.conn.identity;
+  } else c.username = p.username;
   const assigned = identify(c, p);
   c.clientId = p.clientId;
   if (ctx.memory.level >= LEVEL.REFUSE_CONNECT && !ctx.sessions.has(p.clientId)) {
@@ -177,8 +183,10 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   // [MQTT-3.2.2-2] session present reflects a resumed session
   c.sendConnack(present, 0, ack);
   ctx.wheel.watch(c);
+  const remote = c.conn.remote;
   ctx.log.info("client connected", {
-    clientId: c.clientId, address: c.conn.remote.address, version: c.version, clean: p.clean, keepalive: ka, present,
+    clientId: c.clientId, address: remote.address, port: remote.port, version: c.version, clean: p.clean, keepalive: ka,
+    present, listener: c.listener?.name, username: c.username,
   });
   session.resume(c);
 }
