@@ -62,7 +62,7 @@ describe("the broker exits with its launcher", () => {
     assert.notEqual(broker, proc.pid, "the broker runs as a child of the launcher");
     await waitForPort(port);
     process.kill(proc.pid, "SIGTERM");
-    if (!(await gone(broker, 5000))) {
+    if (!(await gone(broker, 10_000))) {
       const ps = await runCommand("ps", ["-o", "pid,ppid,pgid,stat,cmd", "-g", String(proc.pid)]);
       assert.fail(`the broker (pid ${broker}) outlived its launcher; processes:\n${ps.stdout}\noutput:\n${proc.tail()}`);
     }
