@@ -25,10 +25,13 @@ describe("scripts/cluster-up.sh", () => {
   });
 
   it("starts a 3-node cluster behind HAProxy that routes across nodes, and stops it", { timeout: 60_000 }, async () => {
+    // the script takes runs of ports (lb + i, base + i, http + i): three runs that cannot overlap
+    // (two free ports asked for one after the other are often neighbours)
     const lb = await freePort();
-    const http = await freePort();
+    const base = lb + 10;
+    const http = lb + 20;
     env = {
-      ...process.env, COLIBRI_CLUSTER_DIR: dir, COLIBRI_LB_PORT: String(lb), COLIBRI_NODE_BASE_PORT: String(await freePort()),
+      ...process.env, COLIBRI_CLUSTER_DIR: dir, COLIBRI_LB_PORT: String(lb), COLIBRI_NODE_BASE_PORT: String(base),
       COLIBRI_HTTP_BASE_PORT: String(http), COLIBRI_REDIS_PREFIX: prefix, COLIBRI_RUNTIME: isBun ? "bun" : "deno",
     };
     const up = await runCommand("bash", ["scripts/cluster-up.sh", "3"], { env, timeoutMs: 60_000 });
