@@ -247,7 +247,8 @@ export class SessionRegistry {
       const released = kicked && await ask("release");
       const token = await this.claimAfter(owner, clientId, released);
       b.persistence.fence?.(clientId, token);
-      const rec = await b.persistence.getSession(clientId);
+      // the record and the queues in one round trip (the queues are only used when resumed)
+      const [rec, state] = await Promise.all([b.persistence.getSession(clientId), clean ? undefined : this.fetch(clientId)]);
       if (clean || !rec || rec.expiryInterval === 0) {
         if (held) this.drop(held);
         if (rec?.will && (rec.willAt !== undefined || (clean && rec.disconnectedAt === undefined))) {
@@ -267,7 +268,7 @@ export class SessionRegistry {
         await b.addSubscriptions(held, await b.persistence.subscriptions(clientId));
       }
       this.own(held, token);
-      await this.load(held, rec);
+      this.apply(held, rec, state!);
       this.metaOf(held).stored = true;
       held.unhold();
       return { session: held, present: true };
@@ -509,10 +510,15 @@ export class SessionRegistry {
 
   /** Outgoing messages and incoming QoS 2 ids from the store into a session. */
   private async load(s: Session, rec: SessionRecord): Promise<void> {
-    const [out, q2] = await Promise.all([
-      this.b.persistence.outgoing(rec.clientId),
-      this.b.persistence.incomingQos2(rec.clientId),
-    ]);
+    this.apply(s, rec, await this.fetch(rec.clientId));
+  }
+
+  private async fetch(clientId: string): Promise<{ out: OutgoingEntry[]; q2: number[] }> {
+    const [out, q2] = await Promise.all([this.b.persistence.outgoing(clientId), this.b.persistence.incomingQos2(clientId)]);
+    return { out, q2 };
+  }
+
+  private apply(s: Session, rec: SessionRecord, { out, q2 }: { out: OutgoingEntry[]; q2: number[] }): void {
     s.expiryInterval = cappedExpiry(rec, this.b.config.maxSessionExpiry);
     s.protocolVersion = rec.protocolVersion;
     s.restoreOutgoing(out);
