@@ -9,18 +9,12 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { until } from "../helpers/broker.ts";
 import { connectV5, drainPublishes, payloadText, RawClient } from "../helpers/raw-client.ts";
 import { type Family, parseExposition, valueOf } from "../helpers/prometheus.ts";
 
 const SLOW = { timeout: 90_000 };
 
-async function until(cond: () => Promise<boolean> | boolean, what: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out (${ms} ms) waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("cluster operations", () => {
   let c: TestCluster;
@@ -36,7 +30,7 @@ describe("cluster operations", () => {
   });
 
   it("$SYS per node; cluster/<node>/ values only where subscribed, kept for later subscribers", SLOW, async () => {
-    await until(async () => [...(await c.serverStates()).values()].every((s) => s === "UP"), "HAProxy sees 3 nodes up", 10_000);
+    await until(async () => [...(await c.serverStates()).values()].every((s) => s === "UP"), "HAProxy sees 3 nodes up", 10_000, 100);
     // nobody subscribes to $SYS: two intervals pass without any bus traffic
     const before = await Promise.all([0, 1, 2].map(sent));
     await new Promise((r) => setTimeout(r, 2500));
@@ -48,7 +42,7 @@ describe("cluster operations", () => {
     await until(async () => {
       for (const p of await drainPublishes(s, 200)) seen.set(p.topic, payloadText(p));
       return ["n1", "n2", "n3"].every((n) => seen.has(`$SYS/broker/cluster/${n}/uptime`));
-    }, "every node's uptime on node 1", 8000);
+    }, "every node's uptime on node 1", 8000, 100);
     assert.equal(seen.get("$SYS/broker/cluster/nodes"), "3");
     assert.match(seen.get("$SYS/broker/cluster/n2/version")!, /^colibri version /);
     assert.ok((await sent(1)) > before[1] && (await sent(2)) > before[2], "n2 and n3 forward their values to n1 now");
@@ -66,7 +60,7 @@ describe("cluster operations", () => {
     await until(async () => {
       counts.push(...(await drainPublishes(local, 200)).map(payloadText));
       return counts.includes("1");
-    }, "node 2 counting its one client", 3000);
+    }, "node 2 counting its one client", 3000, 100);
     for (const x of [s, late, local]) x.disconnect();
   });
 
@@ -89,7 +83,7 @@ describe("cluster operations", () => {
     assert.equal(r.status, 202);
     await r.text();
     assert.equal((await fetch(`http://127.0.0.1:${c.http[2]}/readyz`)).status, 503);
-    await until(async () => (await c.serverStates()).get("n3") !== "UP", "HAProxy marks n3 down", 5000);
+    await until(async () => (await c.serverStates()).get("n3") !== "UP", "HAProxy marks n3 down", 5000, 100);
     const states = await c.serverStates();
     assert.equal(states.get("n1"), "UP");
     assert.equal(states.get("n2"), "UP");
@@ -113,7 +107,7 @@ describe("cluster operations", () => {
 
     // SIGTERM: the drained node leaves; its $SYS values are forgotten elsewhere
     await c.stop(2);
-    await until(async () => valueOf(await scrape(0), "colibri_cluster_nodes") === 2, "two nodes left", 5000);
+    await until(async () => valueOf(await scrape(0), "colibri_cluster_nodes") === 2, "two nodes left", 5000, 100);
     const { client: s } = await connectV5(c.via[0], "sys-after", { keepalive: 0 });
     await s.subscribe("$SYS/broker/cluster/n3/#", { qos: 0 });
     await s.expectNoPacket(1500);

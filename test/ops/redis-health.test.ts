@@ -7,7 +7,7 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { freePort, RedisServer } from "../helpers/redis-server.ts";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { startBroker, type TestBroker, until } from "../helpers/broker.ts";
 import { startOps, type TestOps } from "../helpers/ops.ts";
 import { valueOf } from "../helpers/prometheus.ts";
 import { RedisPersistence } from "../../adapters/redis/redis.ts";
@@ -16,13 +16,6 @@ import { RawClient } from "../helpers/raw-client.ts";
 
 const quiet = { info() {}, warn() {}, error() {} };
 
-async function until(cond: () => Promise<boolean>, what: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out (${ms} ms) waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("Redis health in /metrics and /readyz", () => {
   let redis: RedisServer | undefined;
@@ -46,7 +39,7 @@ describe("Redis health in /metrics and /readyz", () => {
     const ready = () => fetch(`${o!.url}/readyz`).then(async (r) => (await r.text(), r.status === 200));
 
     assert.equal(await ready(), true);
-    await until(async () => valueOf(await o!.scrape(), "colibri_redis_roundtrip_seconds_count") >= 5, "five PINGs", 5000);
+    await until(async () => valueOf(await o!.scrape(), "colibri_redis_roundtrip_seconds_count") >= 5, "five PINGs", 5000, 50);
     const m = await o.scrape();
     assert.equal(m.get("colibri_redis_roundtrip_seconds")!.type, "histogram");
     assert.equal(valueOf(m, "colibri_redis_connected"), 1);
@@ -56,18 +49,18 @@ describe("Redis health in /metrics and /readyz", () => {
     assert.equal(valueOf(m, "colibri_cluster_forwarded_messages_total", { direction: "sent" }), 0);
 
     await redis.kill();
-    await until(async () => !(await ready()), "/readyz 503 without Redis", 5000);
+    await until(async () => !(await ready()), "/readyz 503 without Redis", 5000, 50);
     const r = await fetch(`${o.url}/readyz`);
     assert.equal(r.status, 503);
     assert.equal(await r.text(), "not ready: store unreachable\n");
     assert.equal((await fetch(`${o.url}/healthz`)).status, 200, "alive all the same");
-    await until(async () => valueOf(await o!.scrape(), "colibri_redis_errors_total", { kind: "probe" }) >= 2, "failed probes counted", 5000);
+    await until(async () => valueOf(await o!.scrape(), "colibri_redis_errors_total", { kind: "probe" }) >= 2, "failed probes counted", 5000, 50);
     const down = await o.scrape();
     assert.equal(valueOf(down, "colibri_redis_connected"), 0);
     assert.equal(down.has("colibri_retained_messages"), false, "a count the store cannot give is left out, not made up");
 
     await redis.start();
-    await until(ready, "/readyz 200 once Redis is back", 15_000);
+    await until(ready, "/readyz 200 once Redis is back", 15_000, 50);
     assert.equal(valueOf(await o.scrape(), "colibri_redis_connected"), 1);
   });
 });
