@@ -8,8 +8,27 @@ import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
 import { Redis } from "ioredis";
-import { freePort, makeTempDir, mosquittoPub, mosquittoSub, removeDir, runCommand } from "../helpers/system.ts";
+import net from "node:net";
+import { makeTempDir, mosquittoPub, mosquittoSub, removeDir, runCommand } from "../helpers/system.ts";
 import { isBun } from "../helpers/broker.ts";
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+}
+
+/** A start port p in 20000-31999 with p + a .. p + b free for each [a, b]. */
+async function freeRuns(runs: [number, number][]): Promise<number> {
+  for (;;) {
+    const p = 20000 + Math.floor(Math.random() * 12000);
+    let ok = true;
+    for (const [a, b] of runs) for (let i = a; ok && i <= b; i++) ok = await canListen(p + i);
+    if (ok) return p;
+  }
+}
 
 describe("scripts/cluster-up.sh", () => {
   const dir = makeTempDir("colibri-cluster-up-");
@@ -25,9 +44,9 @@ describe("scripts/cluster-up.sh", () => {
   });
 
   it("starts a 3-node cluster behind HAProxy that routes across nodes, and stops it", { timeout: 60_000 }, async () => {
-    // the script takes runs of ports (lb + i, base + i, http + i): three runs that cannot overlap
-    // (two free ports asked for one after the other are often neighbours)
-    const lb = await freePort();
+    // the script takes runs of ports (lb + i, base + i, http + i): below the ephemeral range,
+    // where the ports other tests get from the OS (freePort) are not, and checked free
+    const lb = await freeRuns([[0, 3], [11, 13], [21, 23]]);
     const base = lb + 10;
     const http = lb + 20;
     env = {
