@@ -94,6 +94,19 @@ export interface Config {
   nodeLeaseMs: number;
   /** Cluster: how long a takeover waits for the old owner node's answer. */
   takeoverTimeoutMs: number;
+  // --- operations (src/ops) ---
+  /** Port of the HTTP endpoint (/metrics, /healthz, /readyz, POST /drain); 0 = none. */
+  httpPort: number;
+  httpHost: string;
+  logFormat: "text" | "json";
+  /** SIGTERM: the process exits within this many ms, done or not. */
+  shutdownTimeoutMs: number;
+  /** Draining sends this many clients away per second; 0 = all at once. */
+  drainRate: number;
+  /** Server Reference for MQTT 5 clients sent away by a drain or a shutdown (0x9C); "" = 0x8B. */
+  drainServerReference: string;
+  /** Exit when the launcher (npm start, deno task) that started the process goes away. */
+  exitWithParent: boolean;
 }
 
 export const defaults: Config = {
@@ -142,6 +155,13 @@ export const defaults: Config = {
   logLevel: "info",
   nodeLeaseMs: 3000,
   takeoverTimeoutMs: 2000,
+  httpPort: 0,
+  httpHost: "0.0.0.0",
+  logFormat: "text",
+  shutdownTimeoutMs: 10_000,
+  drainRate: 200,
+  drainServerReference: "",
+  exitWithParent: false,
 };
 
 export class ConfigError extends Error {
@@ -202,6 +222,13 @@ export const rules: Record<keyof Config, Rule> = {
   logLevel: { kind: "enum", values: ["debug", "info", "warn", "error", "silent"] },
   nodeLeaseMs: { kind: "int", min: 300, max: 600_000 },
   takeoverTimeoutMs: { kind: "int", min: 100, max: 60_000 },
+  httpPort: { kind: "int", min: 0, max: 65535 },
+  httpHost: { kind: "string" },
+  logFormat: { kind: "enum", values: ["text", "json"] },
+  shutdownTimeoutMs: { kind: "int", min: 100, max: 600_000 },
+  drainRate: { kind: "int", min: 0, max: 1_000_000 },
+  drainServerReference: { kind: "string" },
+  exitWithParent: { kind: "bool" },
 };
 
 /**
@@ -277,7 +304,7 @@ export function checkListenUrl(raw: unknown, source: string): ListenUrl & { opti
 
 /** Cross-field checks after merging. */
 export function validate(c: Config): Config {
-  redisTarget(c); // the Redis options checked together (redis-config.ts)
+  if (c.persistence === "redis") redisTarget(c); // the Redis options checked together (redis-config.ts)
   return c;
 }
 

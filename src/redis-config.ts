@@ -4,6 +4,7 @@
  * the fix. No I/O here: the TLS files are read when connecting (adapters/redis/connection.ts).
  */
 import { type Config, ConfigError } from "./config.ts";
+import { maskUrl } from "./cli-format.ts";
 
 export interface HostPort {
   host: string;
@@ -23,13 +24,8 @@ export interface RedisTarget {
   cluster?: HostPort[];
 }
 
-/** The URL with any password masked, for logs and errors. */
-export function safeUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, (_m, auth: string) => {
-    const colon = auth.indexOf(":");
-    return colon < 0 ? `//${auth}@` : `//${auth.slice(0, colon)}:***@`;
-  });
-}
+/** The URL with any password masked, for logs and errors (one place: cli-format.ts). */
+export const safeUrl = maskUrl;
 
 function bad(value: string, option: string, fix: string): ConfigError {
   return new ConfigError(`invalid value ${JSON.stringify(value)} for ${option}: ${fix}`);
@@ -50,20 +46,17 @@ export function parseHostList(value: string, option: string): HostPort[] {
   return out;
 }
 
-/** Cross-checks of the Redis options; returns the target they describe. */
+/**
+ * Cross-checks of the Redis options (with --persistence redis; given without --persistence they
+ * imply it, beside --persistence memory they are ignored with a warning: cli.ts); returns the
+ * target they describe.
+ */
 export function redisTarget(c: Config): RedisTarget {
   const shown = safeUrl(c.redisUrl);
   const optionsSet = ([
     ["--redis-tls-ca", c.redisTlsCa], ["--redis-tls-cert", c.redisTlsCert], ["--redis-tls-key", c.redisTlsKey],
     ["--redis-sentinels", c.redisSentinels], ["--redis-cluster", c.redisCluster],
   ] as const).filter(([, v]) => v !== "");
-  if (c.persistence !== "redis") {
-    const [name] = optionsSet[0] ?? [];
-    if (name) throw new ConfigError(`${name} is set but --persistence is ${c.persistence}: add --persistence redis, or drop ${name}`);
-    if (c.redisWaitReplicas > 0) {
-      throw new ConfigError(`--redis-wait-replicas is set but --persistence is ${c.persistence}: add --persistence redis, or drop it`);
-    }
-  }
   let u: URL;
   try {
     u = new URL(c.redisUrl);

@@ -231,7 +231,7 @@ function watchShards(cluster: Cluster, log: RedisLogger, where: string, started:
     if (t === undefined || now - t.since > 60_000) troubled.set(node, t = { count: 0, since: now });
     t.count++;
     if ((t.count & (t.count - 1)) === 0) { // 1, 2, 4, 8, ...: sparse while a shard is down
-      log.warn("redis cluster node error", { url: where, node, count: t.count, error: e?.message });
+      log.warn("redis cluster node error", { url: where, server: node, count: t.count, error: e?.message });
     }
     (cluster as unknown as { refreshSlotsCache?: () => void }).refreshSlotsCache?.();
   });

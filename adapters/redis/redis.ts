@@ -218,6 +218,16 @@ export class RedisPersistence implements Persistence {
     return r.nodes("master").find((n) => `${n.options.host}:${n.options.port}` === master);
   }
 
+  // --- health -----------------------------------------------------------------------------
+
+  get connected(): boolean {
+    return this.redis.status === "ready";
+  }
+
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+
   // --- cluster fencing --------------------------------------------------------------------
 
   fence(clientId: string, token: string | undefined, ifCurrent?: string): void {

@@ -1,6 +1,6 @@
 /**
  * The real entry point, spawned as a process with the runtime running the tests
- * (`bun run src/main.ts` under `bun test`, `deno run -P src/main.ts` under `deno test`):
+ * (`bun run src/main.ts` under `bun test`, `deno run -A src/main.ts` under `deno test`):
  * it serves mosquitto_pub/sub, answers --help and --version, and refuses bad input with a
  * message that names the option, the value and the fix. Every process is killed by its PID.
  */
@@ -30,7 +30,7 @@ const SLOW = { timeout: 30_000 };
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const rt = runtime();
 const bin = path.join(root, "node_modules/.bin", rt);
-const entry = rt === "bun" ? ["run", "src/main.ts"] : ["run", "-P", "src/main.ts"];
+const entry = rt === "bun" ? ["run", "src/main.ts"] : ["run", "-A", "src/main.ts"];
 const version = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")).version as string;
 const started = new Set<SpawnedProcess>();
 
@@ -166,11 +166,17 @@ describe(`CLI: ${rt} ${entry.join(" ")}`, () => {
         : r.kind === "bool" ? String(!d)
         : r.kind === "enum" ? String(r.values.find((v) => v !== d))
         : r.kind === "listen" ? "ws://127.0.0.1:18080/mqtt"
-        : key === "redisUrl" ? "redis://127.0.0.1:6380" : "x-test";
-      const setters = listed.filter((f) => String(parse([`--${f}`, value])?.[key]) === value);
+        : key === "redisUrl" ? "redis://127.0.0.1:6380"
+        : key === "redisSentinels" || key === "redisCluster" ? "127.0.0.1:6380" : "x-test";
+      // options that are only valid with others: a TLS file needs a rediss:// URL, a client
+      // certificate its key and the key its certificate
+      const context = key === "redisTlsCa" ? ["--redis-url", "rediss://h:1"]
+        : key === "redisTlsCert" ? ["--redis-url", "rediss://h:1", "--redis-tls-key", "k.pem"]
+        : key === "redisTlsKey" ? ["--redis-url", "rediss://h:1", "--redis-tls-cert", "c.pem"] : [];
+      const setters = listed.filter((f) => String(parse([...context, `--${f}`, value])?.[key]) === value);
       assert.equal(setters.length, 1, `options in --help that set ${key}: ${setters.join(", ") || "none"}`);
       const env = `COLIBRI_${setters[0].replace(/-/g, "_").toUpperCase()}`;
-      assert.equal(String(parse([], { [env]: value })?.[key]), value, `${env}=${value} does not set ${key}`);
+      assert.equal(String(parse(context, { [env]: value })?.[key]), value, `${env}=${value} does not set ${key}`);
     }
   });
 

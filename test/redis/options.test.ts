@@ -65,9 +65,15 @@ describe("redis options: bad values are refused naming the option, the value and
     });
   }
 
-  it("Redis options without --persistence redis are refused", () => {
-    assert.throws(() => parseCli(["--redis-cluster", "a:1"], {}, () => ""), /--redis-cluster .*--persistence redis/);
-    assert.throws(() => parseCli(["--redis-wait-replicas", "1"], {}, () => ""), /--redis-wait-replicas .*--persistence redis/);
+  it("a Redis option without --persistence means redis; beside --persistence memory it is ignored with a warning", () => {
+    const r = parseCli(["--redis-cluster", "a:1"], {}, () => "");
+    assert.ok(r.kind === "run");
+    assert.equal(r.config.persistence, "redis");
+    assert.ok(r.notes.some((n) => n.level === "info" && /implied by --redis-cluster/.test(n.text)), JSON.stringify(r.notes));
+    const m = parseCli(["--persistence", "memory", "--redis-wait-replicas", "1"], {}, () => "");
+    assert.ok(m.kind === "run");
+    assert.equal(m.config.persistence, "memory");
+    assert.ok(m.notes.some((n) => n.level === "warn" && /--redis-wait-replicas ignored/.test(n.text)), JSON.stringify(m.notes));
   });
 
   it("the process exits with that message on stderr, the password masked", async () => {

@@ -162,7 +162,9 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   }
   if (c.closed) return;
   c.markConnected();
-  ctx.stats.connections++;
+  const st = ctx.stats;
+  if (++st.connections > st.connectionsMax) st.connectionsMax = st.connections;
+  st.connectionsTotal++;
 
   if (c.version === 5) {
     if (assigned) ack.assignedClientIdentifier = c.clientId;
@@ -182,9 +184,9 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   c.sendConnack(present, 0, ack);
   ctx.wheel.watch(c);
   const remote = c.conn.remote;
-  ctx.log.debug("client connected", {
-    clientId: c.clientId, version: c.version, present, remote: `${remote.address}:${remote.port}`,
-    listener: c.listener?.name, username: c.username,
+  ctx.log.info("client connected", {
+    clientId: c.clientId, address: remote.address, port: remote.port, version: c.version, clean: p.clean, keepalive: ka,
+    present, listener: c.listener?.name, username: c.username,
   });
   session.resume(c);
 }

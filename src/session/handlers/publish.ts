@@ -25,6 +25,7 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
   }
   const bad = topicNameError(topic);
   if (bad) throw new MqttError(c.version === 5 ? RC.TOPIC_NAME_INVALID : RC.MALFORMED_PACKET, bad); // [MQTT-3.3.2-2]
+  if (topic.charCodeAt(0) === 36 && isSysTopic(topic)) return refuseSys(c, p, topic);
   if (p.qos > cfg.maximumQoS) {
     throw new MqttError(RC.QOS_NOT_SUPPORTED, `QoS ${p.qos} above the maximum ${cfg.maximumQoS}`); // [MQTT-3.2.2-11]
   }
@@ -72,6 +73,8 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
   }
   if (ctx.memory.level !== LEVEL.OK && overMemory(c, p)) return;
   ctx.stats.messagesIn++;
+  ctx.stats.publishesInByQos[p.qos]++;
+  ctx.stats.payloadBytesInByQos[p.qos] += p.payload.length;
   const now = c.lastSeen; // read once per socket read (Client.data)
   const msg: StoredMessage = {
     id: ctx.newMessageId(),
@@ -88,6 +91,10 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
     const { topicAlias: _a, messageExpiryInterval, subscriptionIdentifier: _s, ...rest } = pr;
     if (Object.keys(rest).length) msg.properties = rest;
     if (messageExpiryInterval !== undefined) msg.expiresAt = now + messageExpiryInterval * 1000;
+  }
+  if (ctx.log.debugEnabled) {
+    // payloads reach the log at debug level only (src/log.ts)
+    ctx.log.debug("message received", { clientId: c.clientId, topic, qos: p.qos, retain: p.retain, payload: preview(p.payload) });
   }
   const { matched, done } = ctx.publish(msg, c.clientId);
   if (p.qos === 0) return;
@@ -152,4 +159,29 @@ function storageFailed(c: Client, pid: number, qos: 1 | 2, e: unknown) {
   }
   c.ctx.log.error("message not acknowledged: storage failed", { clientId: c.clientId, packetId: pid, error: String(e) });
   c.disconnect(RC.UNSPECIFIED_ERROR, "storage unavailable, message not accepted");
+}
+
+const PREVIEW_BYTES = 256;
+const lenient = new TextDecoder("utf-8");
+
+/** A payload for a debug log line: its text (the first 256 bytes). */
+function preview(payload: Uint8Array): string {
+  const more = payload.length > PREVIEW_BYTES ? `... (${payload.length} bytes)` : "";
+  return lenient.decode(payload.subarray(0, PREVIEW_BYTES)) + more;
+}
+
+function isSysTopic(topic: string): boolean {
+  return topic.startsWith("$SYS") && (topic.length === 4 || topic.charCodeAt(4) === 47);
+}
+
+/**
+ * $SYS belongs to the broker (src/ops/sys.ts): a client's PUBLISH there is not delivered nor
+ * retained. MQTT 5 is told, QoS 1/2 with 0x87 Not authorized in the PUBACK/PUBREC; 3.1.1 has
+ * no way to say it and gets the ordinary acknowledgement [MQTT-3.3.5-2]; QoS 0 is dropped.
+ */
+function refuseSys(c: Client, p: PublishPacket, topic: string): void {
+  c.ctx.stats.droppedNotAuthorized++;
+  c.ctx.log.debug("message refused", { clientId: c.clientId, reason: "0x87", why: "clients may not publish to $SYS", topic });
+  if (p.qos === 0) return;
+  c.sendAck(p.qos === 1 ? 4 : 5, p.messageId!, c.version === 5 ? RC.NOT_AUTHORIZED : RC.SUCCESS, "$SYS is the broker's");
 }
