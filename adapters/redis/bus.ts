@@ -235,7 +235,15 @@ export class RedisBus implements ClusterBus {
       await this.loadRoutes();
       this.handler.reconnected(fresh);
     } catch (e) {
-      this.log.warn("rejoining the cluster failed; retried on the next reconnect", { error: String((e as Error)?.message ?? e) });
+      // still down: the next reconnect rejoins; up (a Redis Cluster that is back but still
+      // connecting to some of its nodes): again in a second
+      const up = this.cmd.status === "ready";
+      this.log.warn(`rejoining the cluster failed; retried ${up ? "in a second" : "on the next reconnect"}`, { error: String((e as Error)?.message ?? e) });
+      if (up) {
+        setTimeout(() => {
+          if (!this.closing) void this.rejoin();
+        }, 1000);
+      }
     }
   }
 

@@ -102,10 +102,12 @@ function create(opts: ConnectionOptions, started: () => boolean): RedisClient {
   };
   if (opts.cluster) {
     const { enableAutoPipelining, ...node } = common;
-    return new Cluster(opts.cluster, {
+    const cluster = new Cluster(opts.cluster, {
       lazyConnect: true,
       enableAutoPipelining,
-      enableOfflineQueue: false,
+      // see failFastWhileDown: nothing is buffered while the cluster is down; a command for a
+      // node that is still connecting waits for that connection (bounded by connectTimeout)
+      enableOfflineQueue: true,
       // a command on a connection that closed may have been applied: never re-sent
       retryDelayOnFailover: 0,
       // CLUSTERDOWN (a shard failing over): fail at once, like an outage. ioredis would retry
@@ -120,6 +122,8 @@ function create(opts: ConnectionOptions, started: () => boolean): RedisClient {
       clusterRetryStrategy: (n: number) => backoff(n),
       redisOptions: node,
     });
+    failFastWhileDown(cluster);
+    return cluster;
   }
   if (opts.sentinels) {
     const { tls, ...rest } = common;
@@ -197,16 +201,33 @@ export async function openRedis(opts: ConnectionOptions): Promise<RedisClient> {
   } finally {
     clearTimeout(timer);
   }
-  if (isCluster(redis)) {
-    // every node connected before the first command (see watchShards; the cluster's own
-    // start-up must not find a node "connecting", so only now)
-    await Promise.allSettled(redis.nodes("all").map((r) => (r.status === "wait" ? r.connect() : undefined)));
-  } else {
-    await checkDatabase(redis, opts.url, where);
-  }
+  if (!isCluster(redis)) await checkDatabase(redis, opts.url, where);
   started = true;
   watchdogs.set(redis, watchdog(redis, opts.commandTimeoutMs ?? 5000, where));
   return redis;
+}
+
+/**
+ * A Cluster client with ioredis's offline queue off refuses a command for a node whose
+ * connection is still being made (a node learnt from the slot table is connected lazily, by the
+ * first command for it). An auto-pipeline whose first command starts that connection then has
+ * its other commands refused while the first waits for the rest of the pipeline to be written:
+ * forever, and every later pipeline to that node waits behind it (leases stalled past their
+ * lapse after a failover or an outage). So the offline queue is on, and this refuses at once,
+ * as the option would, whatever is sent while the cluster as a whole is not ready: nothing is
+ * buffered during an outage (its own slot-table and ready-check commands excepted).
+ */
+function failFastWhileDown(cluster: Cluster): void {
+  type Send = (command: { name: string; reject(e: Error): void; promise: Promise<unknown> }, ...rest: unknown[]) => Promise<unknown>;
+  const c = cluster as unknown as { sendCommand: Send };
+  const send = c.sendCommand.bind(cluster);
+  c.sendCommand = (command, ...rest) => {
+    if (cluster.status !== "ready" && command.name !== "cluster") {
+      command.reject(new Error("Cluster isn't ready and commands are not buffered"));
+      return command.promise;
+    }
+    return send(command, ...rest);
+  };
 }
 
 /**
@@ -215,14 +236,6 @@ export async function openRedis(opts: ConnectionOptions): Promise<RedisClient> {
  * new master is found without waiting for the periodic refresh).
  */
 function watchShards(cluster: Cluster, log: RedisLogger, where: string, started: () => boolean): void {
-  // ioredis creates the connection to a node lazily. A pipeline whose first command starts that
-  // connection has its other commands refused ("Connection is closed") while the first waits
-  // for the rest of the pipeline to be written: forever, and every later pipeline to that node
-  // waits behind it. That happens to a replica promoted by a failover. So every node the
-  // client learns of is connected at once.
-  cluster.on("+node", (r: Redis) => {
-    if (started() && r.status === "wait") r.connect().catch(() => {});
-  });
   const troubled = new Map<string, { count: number; since: number }>();
   cluster.on("node error", (e: Error, node: string) => {
     if (!started()) return;
