@@ -35,6 +35,18 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   logLevel: "debug, info, warn, error or silent",
   nodeLeaseMs: "cluster: ms after which a silent node is dead and its sessions and wills move",
   takeoverTimeoutMs: "cluster: ms to wait for the old node when a client id moves",
+  allowAnonymous: "clients without a user name may connect (false: only users of --password-file)",
+  passwordFile: "Mosquitto password file (mosquitto_passwd, or bun run src/cli/passwd.ts)",
+  aclFile: "Mosquitto ACL file (user / topic / pattern lines)",
+  authFailureDelayMs: "ms before a failed login is answered",
+  maxConnections: "open connections on this node (0 = no limit)",
+  maxConnectionsPerAddress: "open connections from one client address (0 = no limit)",
+  maxConnectRate: "CONNECTs per second from one client address (0 = no limit)",
+  maxSubscriptionsPerClient: "subscriptions one client may hold (0 = no limit)",
+  maxRetainedMessages: "retained messages kept (0 = no limit)",
+  maxRetainedBytes: "payload bytes of all retained messages (0 = no limit)",
+  maxPublishRate: "PUBLISH packets per second per client; faster ones are slowed (0 = no limit)",
+  publishRateGraceMs: "ms a client may stay slowed by --max-publish-rate before it is disconnected (0x96)",
 };
 
 export function helpText(): string {

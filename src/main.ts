@@ -13,6 +13,7 @@ import { MemoryPersistence } from "./persistence/memory.ts";
 import type { Persistence } from "./persistence/persistence.ts";
 import type { ListenFn } from "./transport.ts";
 import type { ClusterBus } from "./cluster/bus.ts";
+import { FileSecurity, SecurityFileError } from "./auth/file-security.ts";
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
@@ -44,6 +45,20 @@ function fatal(message: string): never {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === "passwd") {
+    // `colibri passwd ...`: the password file tool (src/cli/passwd.ts)
+    const { PasswdError, runPasswd } = await import("./cli/passwd.ts");
+    try {
+      await runPasswd(argv.slice(1));
+    } catch (e) {
+      if (e instanceof PasswdError) {
+        console.error(`colibri passwd: ${e.message}`);
+        process.exit(1);
+      }
+      throw e;
+    }
+    return;
+  }
   let config: Config;
   try {
     const r = parseCli(argv, process.env as Record<string, string | undefined>, (p) => readFileSync(p, "utf8"));
@@ -65,6 +80,23 @@ export async function main(argv: string[]): Promise<void> {
   // is logged (loudly: it is a bug) and the process goes on serving everyone else.
   process.on("unhandledRejection", (e: unknown) => log.error("unhandled rejection (bug)", { error: String((e as Error)?.stack ?? e) }));
   process.on("uncaughtException", (e: unknown) => log.error("uncaught exception (bug)", { error: String((e as Error)?.stack ?? e) }));
+  // the password and ACL files (Mosquitto's formats): read now, again on SIGHUP
+  let security: FileSecurity;
+  try {
+    security = await FileSecurity.load({
+      allowAnonymous: config.allowAnonymous, passwordFile: config.passwordFile, aclFile: config.aclFile,
+      warn: (message, fields) => log.warn(message, fields),
+    });
+  } catch (e) {
+    if (e instanceof SecurityFileError) fatal(e.message);
+    throw e;
+  }
+  process.on("SIGHUP", () => {
+    security.reload().then(
+      () => log.info("password and ACL files reloaded"),
+      (e) => log.error("reload failed, the previous files stay in force", { error: String((e as Error)?.message ?? e) }),
+    );
+  });
   let persistence: Persistence;
   let bus: ClusterBus | undefined;
   try {
@@ -72,7 +104,7 @@ export async function main(argv: string[]): Promise<void> {
   } catch (e) {
     fatal(`${(e as Error).message} (check --redis-url, or use --persistence memory)`);
   }
-  const broker = new Broker({ config, persistence, log, bus });
+  const broker = new Broker({ config, persistence, log, bus, security });
   await broker.start();
   const listen = await loadListen();
   let listener;
@@ -92,6 +124,7 @@ export async function main(argv: string[]): Promise<void> {
   log.info("colibri listening", {
     host: config.host, port: listener.port, runtime: isBun ? "bun" : "deno",
     persistence: persistence.name, node: config.nodeId,
+    anonymous: config.allowAnonymous, passwordFile: config.passwordFile || undefined, aclFile: config.aclFile || undefined,
   });
   const stop = async () => {
     log.info("shutting down");

@@ -8,7 +8,8 @@
  * | P sessions           | SET  | client ids that own any session key below           | putSession, putSubscriptions, enqueue,  | deleteSession (SREM) |
  * |                      |      | (sessions()/allSubscriptions() iterate it, no SCAN) | addIncomingQos2 (in the same script)    |              |
  * | P s:<cid>            | HASH | session record: v protocol, x expiry interval,      | putSession (DEL + HSET, one script)     | deleteSession |
- * |                      |      | d disconnectedAt, n node, wa willAt, w will blob    |                                         |              |
+ * |                      |      | d disconnectedAt, n node, wa willAt, w will blob,   |
+ * |                      |      | u user name                                         |                                         |              |
  * | P sub:<cid>          | HASH | filter -> subscription options (JSON)               | putSubscriptions / removeSubscriptions  | deleteSession, or empty |
  * | P q:<cid>            | LIST | message ids of the outgoing entries, FIFO           | enqueue (RPUSH), removeOutgoing (LREM), | deleteSession, or empty |
  * |                      |      |                                                     | outgoing (rewritten when expired drop)  |              |
@@ -19,6 +20,7 @@
  * |                      |      |                                                     |                                         | PEXPIREAT x + grace |
  * | P in2:<cid>          | SET  | packet ids of received QoS 2 PUBLISH awaiting PUBREL| add/removeIncomingQos2                  | deleteSession, or empty |
  * | P ret                | HASH | topic -> retained message blob                      | putRetained / deleteRetained            | empty |
+ * | P retbytes           | STR  | payload bytes of every blob in ret (retained quota) | same script as ret                      | never |
  * | P ret:l:<i>:<value>  | SET  | topics whose level i (0-based) is <value>           | same script as ret                      | empty |
  * | P ret:d:<n>          | SET  | topics that have exactly n levels                   | same script as ret                      | empty |
  * | P o:<cid>            | HASH | owner of the client id: n node, t fencing token     | bus claim (compare-and-set)             | disown (the owner ends the session) |
@@ -62,6 +64,8 @@
 export class Keys {
   readonly sessions: string;
   readonly retained: string;
+  /** Payload bytes of the retained messages together (--max-retained-bytes). */
+  readonly retainedBytes: string;
   /** Prefix of message body keys, passed to scripts that derive m:<id> from ids. */
   readonly msgPrefix: string;
   readonly nodes: string;
@@ -76,6 +80,7 @@ export class Keys {
     this.epoch = prefix + "epoch";
     this.sessions = prefix + "sessions";
     this.retained = prefix + "ret";
+    this.retainedBytes = prefix + "retbytes";
     this.msgPrefix = prefix + "m:";
   }
 

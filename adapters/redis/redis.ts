@@ -17,6 +17,8 @@ import {
   FencedError,
   type OutgoingEntry,
   type Persistence,
+  type RetainedQuota,
+  RetainedQuotaError,
   type SessionRecord,
   type StoredMessage,
   type StoredSubscription,
@@ -349,15 +351,18 @@ export class RedisPersistence implements Persistence {
 
   // --- retained ---------------------------------------------------------------------------
 
-  async putRetained(msg: StoredMessage): Promise<void> {
+  async putRetained(msg: StoredMessage, quota?: RetainedQuota): Promise<void> {
     const idx = this.k.retainedIndex(msg.topic);
-    await this.s.retained(1 + idx.length, this.k.retained, ...idx, "put", msg.topic, encodeMessage(msg))
+    const r = await this.s.retained(2 + idx.length, this.k.retained, this.k.retainedBytes, ...idx, "put", msg.topic,
+      encodeMessage(msg), String(quota?.maxMessages ?? 0), String(quota?.maxBytes ?? 0))
       .catch(this.fail("putRetained"));
+    if (r === -1) throw new RetainedQuotaError("messages", quota!.maxMessages);
+    if (r === -2) throw new RetainedQuotaError("bytes", quota!.maxBytes);
   }
 
   async deleteRetained(topic: string): Promise<void> {
     const idx = this.k.retainedIndex(topic);
-    await this.s.retained(1 + idx.length, this.k.retained, ...idx, "del", topic)
+    await this.s.retained(2 + idx.length, this.k.retained, this.k.retainedBytes, ...idx, "del", topic)
       .catch(this.fail("deleteRetained"));
   }
 
@@ -376,7 +381,7 @@ export class RedisPersistence implements Persistence {
         const idx = this.k.retainedIndex(topic);
         const header = flat[i + 1].subarray(0, headerLength(flat[i + 1]));
         // Housekeeping: a failure here must not fail the lookup.
-        drops.push(this.s.retained(1 + idx.length, this.k.retained, ...idx, "delif", topic, header).catch(() => {}));
+        drops.push(this.s.retained(2 + idx.length, this.k.retained, this.k.retainedBytes, ...idx, "delif", topic, header).catch(() => {}));
       } else {
         out.push(msg);
       }
@@ -387,6 +392,10 @@ export class RedisPersistence implements Persistence {
 
   async retainedCount(): Promise<number> {
     return await this.redis.hlen(this.k.retained).catch(this.fail("retainedCount"));
+  }
+
+  async retainedBytes(): Promise<number> {
+    return Number(await this.redis.get(this.k.retainedBytes).catch(this.fail("retainedBytes")) ?? 0);
   }
 
   async close(): Promise<void> {

@@ -16,9 +16,25 @@ class Node {
 export class RetainedTrie {
   private readonly root = new Node(undefined, "");
   private count = 0;
+  private bytes = 0;
 
   get size(): number {
     return this.count;
+  }
+
+  /** Payload bytes of the stored messages together (the retained quota). */
+  get payloadBytes(): number {
+    return this.bytes;
+  }
+
+  /** The message stored for exactly this topic, expired or not. */
+  peek(topic: string): StoredMessage | undefined {
+    let node: Node | undefined = this.root;
+    for (const level of topic.split("/")) {
+      node = node.children.get(level);
+      if (node === undefined) return undefined;
+    }
+    return node.msg;
   }
 
   put(msg: StoredMessage): void {
@@ -29,6 +45,7 @@ export class RetainedTrie {
       node = child;
     }
     if (node.msg === undefined) this.count++;
+    this.bytes += msg.payload.length - (node.msg?.payload.length ?? 0);
     node.msg = msg;
   }
 
@@ -85,6 +102,7 @@ export class RetainedTrie {
   /** Remove the message of a node and prune the branch up to the first node still in use. */
   private clear(node: Node): void {
     if (node.msg === undefined) return;
+    this.bytes -= node.msg.payload.length;
     node.msg = undefined;
     this.count--;
     let n: Node = node;

@@ -8,6 +8,8 @@ import type { Router } from "../routing/router.ts";
 import type { Client } from "./client.ts";
 import type { Session } from "./session.ts";
 import type { KeepaliveWheel } from "./keepalive.ts";
+import type { Identity, Permissions, Security } from "../auth/auth.ts";
+import type { ConnectionLimits } from "../limits/connections.ts";
 
 export interface Stats {
   connections: number;
@@ -19,6 +21,23 @@ export interface Stats {
   protocolErrors: number;
   /** Writes to the store that failed (each also logged). */
   persistenceErrors: number;
+  /** Logins refused (bad credentials, anonymous not allowed, failed SCRAM). */
+  authFailures: number;
+  /** Publishes, subscriptions and wills refused by the client's permissions (ACL, `$`-topics). */
+  aclDenied: number;
+  /** Connections refused by --max-connections, --max-connections-per-address, --max-connect-rate. */
+  limitRefusals: number;
+  /** PUBLISH packets held back by --max-publish-rate. */
+  throttledPublishes: number;
+}
+
+/** What ctx.publish reports back to the publisher's acknowledgement. */
+export interface PublishResult {
+  matched: number;
+  /** Resolves when everything the message needs is stored. */
+  done?: Promise<unknown>;
+  /** Set (once `done` resolved) when the retained store refused the message (quota): 0x97. */
+  notRetained?: { value: boolean };
 }
 
 export interface BrokerContext {
@@ -31,7 +50,13 @@ export interface BrokerContext {
   readonly sessions: Map<string, Session>;
   readonly wheel: KeepaliveWheel;
   /** Route a message from a client (or a will); resolves when everything it needs is stored. */
-  publish(msg: StoredMessage, publisher?: string): { matched: number; done?: Promise<unknown> };
+  publish(msg: StoredMessage, publisher?: string): PublishResult;
+  /** Authentication and authorization (auth/auth.ts). */
+  readonly security: Security;
+  /** Connection admission and CONNECT rate (limits/connections.ts). */
+  readonly connectionLimits: ConnectionLimits;
+  /** Permissions of a client; undefined when it may do everything (no check is made then). */
+  permissionsFor(id: Identity): Permissions | undefined | Promise<Permissions | undefined>;
   newMessageId(): string;
   /** Queue a client for the end-of-tick flush of its output. */
   markDirty(c: Client): void;

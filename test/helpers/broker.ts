@@ -10,6 +10,7 @@ import { createLogger, type Logger } from "../../src/log.ts";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
 import type { Persistence } from "../../src/persistence/persistence.ts";
 import type { ClusterBus } from "../../src/cluster/bus.ts";
+import type { Security } from "../../src/auth/auth.ts";
 import type { Listener, ListenFn } from "../../src/transport.ts";
 import { after, before } from "node:test";
 import { RawClient } from "./raw-client.ts";
@@ -70,7 +71,7 @@ export interface TestBroker {
 
 export async function startBroker(
   config: Partial<Config> = {},
-  opts: { persistence?: Persistence; clock?: Clock; log?: Logger; start?: boolean; bus?: ClusterBus } = {},
+  opts: { persistence?: Persistence; clock?: Clock; log?: Logger; start?: boolean; bus?: ClusterBus; security?: Security } = {},
 ): Promise<TestBroker> {
   const logs: string[] = [];
   const cfg = resolveConfig({ host: "127.0.0.1", port: 0, logLevel: "info", ...config });
@@ -78,7 +79,7 @@ export async function startBroker(
   const own = opts.persistence ? undefined : await defaultPersistence(clock);
   const persistence = opts.persistence ?? own!.persistence;
   const log = opts.log ?? createLogger(cfg.logLevel, (l) => logs.push(l));
-  const broker = new Broker({ config: cfg, persistence, clock, log, bus: opts.bus ?? own?.bus });
+  const broker = new Broker({ config: cfg, persistence, clock, log, bus: opts.bus ?? own?.bus, security: opts.security });
   if (opts.start !== false) await broker.start();
   const listen = await listenFn();
   const listener = await listen(broker, { host: cfg.host, port: 0 });

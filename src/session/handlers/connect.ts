@@ -1,7 +1,9 @@
 /**
- * CONNECT as a list of named steps (validate -> identify -> negotiate -> take the session ->
- * CONNACK -> resume). Each step throws MqttError with the CONNACK reason code of its refusal;
- * Client.fail turns that into the CONNACK (3.1.1 return code or 5.0 reason code) and closes.
+ * CONNECT as a list of named steps (admit -> validate -> identify -> authenticate -> authorize
+ * the will -> negotiate -> take the session -> CONNACK -> resume). Each step throws MqttError
+ * with the CONNACK reason code of its refusal; Client.fail turns that into the CONNACK (3.1.1
+ * return code or 5.0 reason code) and closes. Authentication may take AUTH round trips
+ * (session/authenticate.ts): the steps after it then run when the exchange succeeds.
  */
 import type { ConnectPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
@@ -10,6 +12,9 @@ import type { StoredWill } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { NEVER_EXPIRES } from "../session.ts";
 import { OutAliases } from "../topic-alias.ts";
+import { type Authenticated, authenticateConnect } from "../authenticate.ts";
+import { reservedTopic } from "../../auth/auth.ts";
+import { TokenBucket } from "../../limits/token-bucket.ts";
 
 function validate(c: Client, p: ConnectPacket): void {
   const cfg = c.ctx.config;
@@ -30,10 +35,6 @@ function validate(c: Client, p: ConnectPacket): void {
   if ((props?.requestProblemInformation ?? 0) > 1) throw new MqttError(RC.PROTOCOL_ERROR, "request problem information other than 0 or 1");
   if (props?.authenticationData !== undefined && props.authenticationMethod === undefined) {
     throw new MqttError(RC.PROTOCOL_ERROR, "authentication data without an authentication method");
-  }
-  if (props?.authenticationMethod !== undefined) {
-    // enhanced authentication is not offered [MQTT-4.12.0-1]
-    throw new MqttError(RC.BAD_AUTH_METHOD, `authentication method ${props.authenticationMethod} is not supported`);
   }
   const w = p.will;
   if (w) {
@@ -76,11 +77,33 @@ function toWill(c: Client, p: ConnectPacket): StoredWill | undefined {
 
 export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> {
   const ctx = c.ctx;
-  const cfg = ctx.config;
   c.clientId = p.clientId; // so that a refusal's log line names the client
+  if (!ctx.connectionLimits.connectAllowed(c.conn.remote.address ?? "")) {
+    // --max-connect-rate: refused before any authentication work (3.1.1: 0x03 Server unavailable)
+    ctx.stats.limitRefusals++;
+    throw new MqttError(RC.CONNECTION_RATE_EXCEEDED, "too many CONNECTs from this address (--max-connect-rate)");
+  }
   validate(c, p);
   const assigned = identify(c, p);
   c.clientId = p.clientId;
+  c.username = p.username;
+  await authenticateConnect(c, p, (a) => accept(c, p, assigned, a));
+}
+
+/** Authenticated: authorize, negotiate, take the session, CONNACK. */
+async function accept(c: Client, p: ConnectPacket, assigned: boolean, auth: Authenticated): Promise<void> {
+  const ctx = c.ctx;
+  const cfg = ctx.config;
+  c.username = auth.username;
+  c.authStamp = auth.stamp;
+  const permissions = await ctx.permissionsFor({ clientId: c.clientId, username: c.username });
+  if (c.closed) return;
+  const w = p.will;
+  if (w && (reservedTopic(w.topic) || (permissions !== undefined && !permissions.canPublish(w.topic)))) {
+    // a will the client could not publish itself is refused now, not dropped when it is due
+    ctx.stats.aclDenied++;
+    throw new MqttError(RC.NOT_AUTHORIZED, `will topic ${w.topic} not authorized`);
+  }
   const props = p.properties ?? {};
   const ack: Record<string, unknown> = {};
   // keepalive, capped by maxKeepalive and told to the client as Server Keep Alive, which it must
@@ -129,6 +152,8 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   session.client = c;
   session.expiryInterval = expiry;
   session.protocolVersion = c.version;
+  session.username = c.username;
+  session.permissions = permissions;
   c.session = session;
   if (session.persistent || c.will) {
     try {
@@ -143,6 +168,7 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   if (c.closed) return;
   c.markConnected();
   ctx.stats.connections++;
+  if (cfg.maxPublishRate > 0) c.publishRate = new TokenBucket(cfg.maxPublishRate, cfg.maxPublishRate, ctx.clock.now());
 
   if (c.version === 5) {
     if (assigned) ack.assignedClientIdentifier = c.clientId;
@@ -156,6 +182,11 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
     if (cfg.maximumQoS < 2) ack.maximumQoS = cfg.maximumQoS;
     if (props.requestResponseInformation === 1 && cfg.responseInformation) {
       ack.responseInformation = cfg.responseInformation; // [MQTT-3.1.2-28]
+    }
+    if (auth.method !== undefined) {
+      // [MQTT-4.12.0-5] a successful CONNACK repeats the method, with the exchange's last data
+      ack.authenticationMethod = auth.method;
+      if (auth.data !== undefined) ack.authenticationData = auth.data;
     }
   }
   // [MQTT-3.2.2-2] session present reflects a resumed session
