@@ -15,6 +15,7 @@
  * Every failure is answered after --auth-failure-delay-ms, whatever failed (so that guessing is
  * slow and the timing says nothing), with the same code for an unknown user and a wrong password.
  */
+import { Buffer } from "node:buffer";
 import type { AuthExchange, AuthStep, ConnectInfo } from "../auth/auth.ts";
 import type { AuthPacket, ConnectPacket } from "../protocol/codec.ts";
 import { MqttError, RC } from "../protocol/reason-codes.ts";
@@ -45,6 +46,12 @@ export function connectInfo(c: Client, p: ConnectPacket): ConnectInfo {
     remoteAddress: c.conn.remote.address,
     protocolVersion: c.version,
   };
+}
+
+/** AUTH / CONNACK properties of the exchange: the method, and the data when there is some. */
+export function authProperties(method: string, data: Uint8Array | undefined): Record<string, unknown> {
+  // the encoder (mqtt-packet) takes binary properties as Buffers
+  return data === undefined ? { authenticationMethod: method } : { authenticationMethod: method, authenticationData: Buffer.from(data) };
 }
 
 /** Wait --auth-failure-delay-ms, then fail with `code` (CONNACK, or DISCONNECT once connected). */
@@ -108,9 +115,7 @@ async function step(c: Client, data: Uint8Array | undefined): Promise<void> {
   const reauth = a.connect === undefined;
   if (r.kind === "continue") {
     // [MQTT-4.12.0-2] AUTH 0x18, with the method [MQTT-4.12.0-5]
-    c.sendPacket({
-      cmd: "auth", reasonCode: 0x18, properties: { authenticationMethod: a.method, authenticationData: r.data },
-    } as never);
+    c.sendPacket({ cmd: "auth", reasonCode: 0x18, properties: authProperties(a.method, r.data) } as never);
     return;
   }
   a.exchange = undefined;
@@ -121,9 +126,7 @@ async function step(c: Client, data: Uint8Array | undefined): Promise<void> {
   if (reauth) {
     if (r.username !== c.username) return await refuse(c, RC.NOT_AUTHORIZED, "re-authentication as another user");
     c.authStamp = r.stamp;
-    c.sendPacket({
-      cmd: "auth", reasonCode: 0, properties: { authenticationMethod: a.method, authenticationData: r.data },
-    } as never);
+    c.sendPacket({ cmd: "auth", reasonCode: 0, properties: authProperties(a.method, r.data) } as never);
     c.ctx.log.debug("re-authenticated", { clientId: c.clientId, username: c.username });
     return;
   }

@@ -36,8 +36,9 @@ export interface SecureBroker extends TestBroker {
 }
 
 export interface SecureOptions {
-  /** Users written with mosquitto_passwd (the $7$ default). */
+  /** Users written with mosquitto_passwd (the $7$ default), or colibri passwd ($7$ + SCRAM). */
   users?: Record<string, string>;
+  tool?: "mosquitto_passwd" | "colibri";
   /** ACL file text; undefined: no ACL file. */
   acl?: string;
   allowAnonymous?: boolean;
@@ -48,7 +49,13 @@ export async function startSecureBroker(o: SecureOptions): Promise<SecureBroker>
   const dir = makeTempDir("colibri-auth-");
   const passwordFile = path.join(dir, "passwd");
   const aclFile = path.join(dir, "acl");
-  for (const [user, pw] of Object.entries(o.users ?? {})) await mosquittoPasswd(passwordFile, user, pw);
+  for (const [user, pw] of Object.entries(o.users ?? {})) {
+    if (o.tool !== "colibri") await mosquittoPasswd(passwordFile, user, pw);
+    else {
+      const r = await colibriPasswd([...(fs.existsSync(passwordFile) ? [] : ["-c"]), "-b", passwordFile, user, pw]);
+      if (r.code !== 0) throw new Error(`colibri passwd failed: ${r.stderr}`);
+    }
+  }
   if (o.acl !== undefined) fs.writeFileSync(aclFile, o.acl);
   const security = await FileSecurity.load({
     allowAnonymous: o.allowAnonymous ?? true,

@@ -12,7 +12,7 @@ import type { StoredWill } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { NEVER_EXPIRES } from "../session.ts";
 import { OutAliases } from "../topic-alias.ts";
-import { type Authenticated, authenticateConnect } from "../authenticate.ts";
+import { type Authenticated, authenticateConnect, authProperties } from "../authenticate.ts";
 import { reservedTopic } from "../../auth/auth.ts";
 import { TokenBucket } from "../../limits/token-bucket.ts";
 
@@ -183,11 +183,8 @@ async function accept(c: Client, p: ConnectPacket, assigned: boolean, auth: Auth
     if (props.requestResponseInformation === 1 && cfg.responseInformation) {
       ack.responseInformation = cfg.responseInformation; // [MQTT-3.1.2-28]
     }
-    if (auth.method !== undefined) {
-      // [MQTT-4.12.0-5] a successful CONNACK repeats the method, with the exchange's last data
-      ack.authenticationMethod = auth.method;
-      if (auth.data !== undefined) ack.authenticationData = auth.data;
-    }
+    // [MQTT-4.12.0-5] a successful CONNACK repeats the method, with the exchange's last data
+    if (auth.method !== undefined) Object.assign(ack, authProperties(auth.method, auth.data));
   }
   // [MQTT-3.2.2-2] session present reflects a resumed session
   c.sendConnack(present, 0, ack);
