@@ -370,7 +370,7 @@ export class SpawnedProcess {
 
   /** Sends a signal without waiting. */
   signal(sig: NodeJS.Signals): void {
-    if (this.running) this.#child.kill(sig);
+    if (this.running) this.#signal(sig);
   }
 
   /** Sends `sig` (default SIGTERM), escalates to SIGKILL after `graceMs`, resolves on exit. */
@@ -385,7 +385,14 @@ export class SpawnedProcess {
         // the group is gone already
       }
     }
-    this.#child.kill(sig);
+    // by pid: Deno's ChildProcess.kill() sends only the first signal (then it counts the child
+    // as killed and sends nothing more: a SIGHUP first, and a later SIGTERM never arrived)
+    try {
+      if (this.#child.pid) process.kill(this.#child.pid, sig);
+      else this.#child.kill(sig);
+    } catch {
+      // gone already
+    }
   }
 
   async kill(sig: NodeJS.Signals = "SIGTERM", graceMs = 3000): Promise<ExitInfo> {
