@@ -214,7 +214,7 @@ export const retained: ScriptDef = {
   // payload of a blob is what follows its header's "\n" (codec.ts).
   lua: `
 local op, topic = ARGV[1], ARGV[2]
-local function payload(v) return #v - string.find(v, '\n', 1, true) end
+local function payload(v) return #v - string.find(v, '\\n', 1, true) end
 local old = redis.call('HGET', KEYS[1], topic)
 if op == 'put' then
   local grow = payload(ARGV[3]) - (old and payload(old) or 0)

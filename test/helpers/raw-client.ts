@@ -99,10 +99,13 @@ export class RawClient {
     all.add(this);
   }
 
-  /** Opens a TCP connection; rejects with a clear message if nothing listens. */
-  static connect(port: number, host = "127.0.0.1", timeoutMs = DEFAULT_TIMEOUT_MS): Promise<RawClient> {
+  /**
+   * Opens a TCP connection; rejects with a clear message if nothing listens. `localAddress`
+   * picks the source address (127.0.0.2 is another client address on the loopback).
+   */
+  static connect(port: number, host = "127.0.0.1", timeoutMs = DEFAULT_TIMEOUT_MS, localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host });
+      const socket = net.connect({ port, host, localAddress });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new Error(`could not connect to ${host}:${port} within ${timeoutMs} ms`));
@@ -438,6 +441,8 @@ function fail(message: string): never {
 export type ConnectOptions = Partial<Omit<IConnectPacket, "cmd" | "clientId" | "protocolVersion">> & {
   host?: string;
   timeoutMs?: number;
+  /** Source address of the TCP connection (e.g. 127.0.0.2). */
+  localAddress?: string;
 };
 
 async function connectWith(
@@ -446,8 +451,8 @@ async function connectWith(
   clientId: string,
   opts: ConnectOptions,
 ): Promise<{ client: RawClient; connack: IConnackPacket }> {
-  const { host, timeoutMs, ...fields } = opts;
-  const client = await RawClient.connect(port, host, timeoutMs);
+  const { host, timeoutMs, localAddress, ...fields } = opts;
+  const client = await RawClient.connect(port, host, timeoutMs, localAddress);
   client.sendPacket({ cmd: "connect", clientId, protocolVersion: version, clean: true, keepalive: 60, ...fields });
   try {
     const connack = await client.expectPacket("connack", timeoutMs);

@@ -1,0 +1,85 @@
+/**
+ * Overload protection at the door: --max-connections (per node) and
+ * --max-connections-per-address close a connection over the limit at accept, before it costs
+ * anything; --max-connect-rate answers a CONNECT over the per-address rate with CONNACK 0x9F
+ * (3.1.1: 0x03) before any authentication work. Clients under the limits never notice them.
+ */
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { startBroker, type TestBroker, until } from "../helpers/broker.ts";
+import { connectV4, connectV5, RawClient } from "../helpers/raw-client.ts";
+
+const open: TestBroker[] = [];
+after(async () => {
+  RawClient.destroyAll();
+  for (const b of open) await b.close();
+});
+async function broker(cfg: Parameters<typeof startBroker>[0]) {
+  const b = await startBroker(cfg);
+  open.push(b);
+  return b;
+}
+
+/** A TCP connection the broker closes without answering (over a connection limit). */
+async function refusedAtAccept(port: number, localAddress?: string): Promise<void> {
+  const c = await RawClient.connect(port, "127.0.0.1", 2000, localAddress);
+  c.sendPacket({ cmd: "connect", protocolVersion: 5, clientId: "over", clean: true, keepalive: 60 });
+  await c.waitClose();
+  assert.equal(c.unread.length, 0, "no CONNACK for a connection over the limit");
+}
+
+describe("connection limits", { timeout: 30_000 }, () => {
+  it("--max-connections: the connection past the limit is closed at once; one leaves, one more gets in", async () => {
+    const b = await broker({ maxConnections: 3 });
+    const clients = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await connectV5(b.port, `n${i}`);
+      assert.equal(r.connack.reasonCode, 0);
+      clients.push(r.client);
+    }
+    await refusedAtAccept(b.port);
+    assert.equal(b.broker.stats.limitRefusals, 1);
+    clients[0].destroy();
+    await until(() => b.broker.connectionLimits.count === 2, "the closed connection to be released");
+    assert.equal((await connectV4(b.port, "n3")).connack.returnCode, 0);
+    // the three still connected were never disturbed
+    for (const c of clients.slice(1)) {
+      c.sendPacket({ cmd: "pingreq" });
+      await c.expectPacket("pingresp");
+    }
+  });
+
+  it("--max-connections-per-address: one address is capped, another address still connects", async () => {
+    const b = await broker({ maxConnectionsPerAddress: 2 });
+    await connectV5(b.port, "a1");
+    await connectV5(b.port, "a2");
+    await refusedAtAccept(b.port);
+    const other = await connectV5(b.port, "b1", { localAddress: "127.0.0.2" });
+    assert.equal(other.connack.reasonCode, 0);
+    await refusedAtAccept(b.port);
+    assert.equal(b.broker.stats.limitRefusals, 2);
+  });
+
+  it("--max-connect-rate: past the per-address burst a CONNECT gets 0x9F (3.1.1: 0x03); a second later it is in", async () => {
+    const b = await broker({ maxConnectRate: 4, authFailureDelayMs: 0 });
+    for (let i = 0; i < 4; i++) {
+      const r = await connectV5(b.port, `r${i}`);
+      assert.equal(r.connack.reasonCode, 0);
+    }
+    const v5 = await connectV5(b.port, "r4");
+    assert.equal(v5.connack.reasonCode, 0x9f);
+    await v5.client.waitClose();
+    const v4 = await connectV4(b.port, "r5");
+    assert.equal(v4.connack.returnCode, 3);
+    // another address has its own bucket
+    assert.equal((await connectV5(b.port, "elsewhere", { localAddress: "127.0.0.2" })).connack.reasonCode, 0);
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal((await connectV5(b.port, "r6")).connack.reasonCode, 0);
+  });
+
+  it("0 turns a limit off", async () => {
+    const b = await broker({ maxConnections: 0, maxConnectionsPerAddress: 0, maxConnectRate: 0 });
+    for (let i = 0; i < 30; i++) assert.equal((await connectV5(b.port, `z${i}`)).connack.reasonCode, 0);
+    assert.equal(b.broker.stats.limitRefusals, 0);
+  });
+});
