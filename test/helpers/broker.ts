@@ -134,3 +134,17 @@ export async function until(cond: () => boolean, what: string, ms = 1500): Promi
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/**
+ * Publish as the broker itself (as its $SYS statistics are): clients may not publish to
+ * `$`-topics, so tests of the `$` rule put their messages there this way.
+ */
+export async function brokerPublish(
+  b: TestBroker, topic: string, payload: string, o: { qos?: 0 | 1 | 2; retain?: boolean } = {},
+): Promise<void> {
+  const r = b.broker.publish({
+    id: b.broker.newMessageId(), topic, payload: new TextEncoder().encode(payload), qos: o.qos ?? 0,
+    retain: o.retain ?? false, receivedAt: Date.now(),
+  });
+  await r.done;
+}
