@@ -11,7 +11,7 @@
 import fs from "node:fs";
 import process from "node:process";
 import { parseArgs, USAGE, UsageError, type BenchConfig } from "./bench/config.ts";
-import { BROKERS, brokerKind, makeWorkDir, RunningBroker, type BrokerKind } from "./bench/brokers.ts";
+import { BROKERS, brokerKind, makeBenchCert, makeWorkDir, RunningBroker, type BrokerKind } from "./bench/brokers.ts";
 import { installSignalHandlers, killAll } from "./bench/children.ts";
 import { machineInfo, openFilesLimit } from "./bench/procfs.ts";
 import { type RunRecord } from "./bench/record.ts";
@@ -49,7 +49,7 @@ function runTimeoutMs(cfg: BenchConfig): number {
 }
 
 function summaryLine(sc: Scenario, o: Outcome): string {
-  const vals = sc.metrics.map((m, i) => `${formatValue(o.values[i], m.unit)}${m.unit === "µs" || m.unit === "s" || m.unit === "KB/conn" ? "" : " " + m.unit}`);
+  const vals = sc.metrics.map((m, i) => `${formatValue(o.values[i], m.unit)}${m.unit === "msg/s" || m.unit === "deliveries/s" ? " " + m.unit : ""}`);
   const v = o.verification;
   const check = v === undefined ? "" : `  lost/dup/ooo ${v.lost}/${v.duplicated}/${v.outOfOrder}`;
   const cpu = o.brokerCpuPct !== undefined ? `  broker ${o.brokerCpuPct.toFixed(0)}%` : "";
@@ -58,7 +58,14 @@ function summaryLine(sc: Scenario, o: Outcome): string {
   return `${vals.join(", ")}${check}${cpu}${gen}${other}`;
 }
 
-async function runOne(cfg: BenchConfig, sc: Scenario, kind: BrokerKind, repeat: number, workDir: string): Promise<RunRecord> {
+async function runOne(
+  cfg: BenchConfig,
+  sc: Scenario,
+  kind: BrokerKind,
+  repeat: number,
+  workDir: string,
+  cert?: { cert: string; key: string },
+): Promise<RunRecord> {
   const started = performance.now();
   const rec: RunRecord = { scenario: sc.name, broker: kind.name, repeat, startedAt: new Date().toISOString(), seconds: 0, notes: [] };
   const label = `cb${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
@@ -73,11 +80,12 @@ async function runOne(cfg: BenchConfig, sc: Scenario, kind: BrokerKind, repeat: 
   }
   let broker: RunningBroker | undefined;
   try {
-    broker = await RunningBroker.launch(kind, { workDir, ...prep.launch });
+    const launch = { workDir, wire: cfg.wire, cert, ...prep.launch };
+    broker = await RunningBroker.launch(kind, launch);
     rec.brokerPid = broker.pid;
     const b = broker;
     const o = await withTimeout(
-      sc.run({ broker: b, cfg, connector: connector(cfg.transport), label, helperPids: prep.helperPids ?? [] }),
+      sc.run({ broker: b, launch, cfg, connector: connector(cfg.transport, cfg.wire), label, helperPids: prep.helperPids ?? [] }),
       runTimeoutMs(cfg),
       `${sc.name} on ${kind.name}`,
     );
@@ -181,13 +189,14 @@ async function main(): Promise<number> {
 
   const workDir = makeWorkDir();
   installSignalHandlers(() => fs.rmSync(workDir, { recursive: true, force: true }));
+  const cert = cfg.wire === "tls" ? makeBenchCert(workDir) : undefined;
   const startedAt = new Date();
   const runs: RunRecord[] = [];
 
   // Brokers that cannot start here are reported once and skipped.
   const unavailable = new Map<string, string>();
   for (const b of cfg.brokers) {
-    const why = (brokerKind(b) as BrokerKind).unavailable();
+    const why = (brokerKind(b) as BrokerKind).unavailable(cfg.wire);
     if (why !== undefined) {
       unavailable.set(b, why);
       log(`note: ${b} skipped: ${why}`);
@@ -196,7 +205,7 @@ async function main(): Promise<number> {
   const fdLimit = openFilesLimit();
   log(
     `colibri bench: ${cfg.brokers.join(", ")} × ${cfg.scenarios.length} scenario(s) × ${cfg.repeat}; ` +
-      `transport ${cfg.transport}; open-files limit ${fdLimit}`,
+      `transport ${cfg.transport}; wire ${cfg.wire}; open-files limit ${fdLimit}`,
   );
 
   const total = cfg.scenarios.length * cfg.repeat * cfg.brokers.length;
@@ -215,10 +224,12 @@ async function main(): Promise<number> {
         n++;
         const kind = brokerKind(b) as BrokerKind;
         const base = { scenario: name, broker: b, repeat: r, startedAt: new Date().toISOString(), seconds: 0, notes: [] };
-        const skip = unavailable.get(b) ?? fdProblem ?? (sc.colibriOnly && !kind.colibri ? "Colibri targets only" : undefined);
+        const skip = unavailable.get(b) ?? fdProblem ?? (sc.colibriOnly && !kind.colibri ? "Colibri targets only" : undefined) ??
+          (sc.clusterOnly && !kind.clusters ? "cluster scenarios need a broker that forms a cluster" : undefined) ??
+          (!sc.clusterOnly && kind.clusterOnly ? "cluster scenarios only" : undefined);
         let rec: RunRecord;
         if (skip !== undefined) rec = { ...base, skipped: skip };
-        else rec = await runOne(cfg, sc, kind, r, workDir);
+        else rec = await runOne(cfg, sc, kind, r, workDir, cert);
         runs.push(rec);
         const what = rec.skipped !== undefined
           ? `skipped (${rec.skipped})`

@@ -5,6 +5,7 @@
  * adoption) lives in sessions.ts; packet semantics in session/handlers.
  */
 import type { Acceptor, Connection, ConnectionEvents } from "./transport.ts";
+import type { ListenerSpec } from "./listener-spec.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -12,10 +13,12 @@ import type { Persistence } from "./persistence/persistence.ts";
 import type { StoredMessage, StoredSubscription, StoredWill } from "./message.ts";
 import { Router } from "./routing/router.ts";
 import { parseShared } from "./routing/topic.ts";
-import { Client } from "./session/client.ts";
+import { Client, releaseEncodings } from "./session/client.ts";
 import type { PublishResult, Stats } from "./session/context.ts";
 import { KeepaliveWheel } from "./session/keepalive.ts";
-import { compactPayload, type Session } from "./session/session.ts";
+import type { Session } from "./session/session.ts";
+import { compactPayload, LEVEL, MemoryAccount } from "./session/memory.ts";
+import { startSysTopics } from "./sys.ts";
 import { RC } from "./protocol/reason-codes.ts";
 import { type ClusterBus, type Forward, LocalBus, type Request } from "./cluster/bus.ts";
 import { Cluster } from "./cluster/cluster.ts";
@@ -58,8 +61,12 @@ export class Broker implements RegistryHost, Acceptor {
   readonly stats: Stats = {
     connections: 0, messagesIn: 0, messagesOut: 0, droppedQueueFull: 0,
     droppedQos0SlowConsumer: 0, droppedTooLarge: 0, protocolErrors: 0, persistenceErrors: 0,
+    shedQos0: 0, refusedPublishes: 0, refusedConnections: 0,
     authFailures: 0, aclDenied: 0, limitRefusals: 0, throttledPublishes: 0,
   };
+  /** Bytes held for messages, and the pressure level past --max-memory-bytes (session/memory.ts). */
+  readonly memory: MemoryAccount;
+  private stopSys: (() => void) | undefined;
   readonly security: Security;
   readonly connectionLimits: ConnectionLimits;
   /** Client -> the address its admission was counted under (released when it closes). */
@@ -80,6 +87,8 @@ export class Broker implements RegistryHost, Acceptor {
     this.log = opts.log ?? createLogger(opts.config.logLevel);
     this.persistence = opts.persistence;
     this.wheel = new KeepaliveWheel(this.clock);
+    this.memory = new MemoryAccount(opts.config.maxMemoryBytes, this.memoryLevel);
+    this.persistence.trackMemory?.(this.memory);
     const bus = opts.bus ?? new LocalBus(opts.config.nodeId);
     this.idPrefix = `${bus.nodeId}${bus.clustered ? "" : "#" + incarnation()}:`;
     this.cluster = new Cluster(bus, this);
@@ -94,8 +103,21 @@ export class Broker implements RegistryHost, Acceptor {
     return this.registry.map;
   }
 
+  /** Logged when the memory pressure level changes (at most once a second while it flaps). */
+  private memoryLevel = (level: number, held: number): void => {
+    const now = this.clock.now();
+    if (now - this.memoryLoggedAt < 1000) return;
+    this.memoryLoggedAt = now;
+    const what = ["normal", "shedding QoS 0 publishes", "refusing QoS 1/2 publishes (0x97)", "refusing new connections (0x89)"][level];
+    const fields = { held, limit: this.config.maxMemoryBytes, level };
+    if (level === LEVEL.OK) this.log.info(`memory use back under the limits: ${what}`, fields);
+    else this.log.warn(`memory use past --max-memory-bytes thresholds: ${what}`, fields);
+  };
+  private memoryLoggedAt = -Infinity;
+
   // --- Acceptor ---------------------------------------------------------------------------
-  accept(conn: Connection): ConnectionEvents {
+  /** A new connection, through `listener` (its per-listener settings; none for bare test sockets). */
+  accept(conn: Connection, listener?: ListenerSpec): ConnectionEvents {
     const address = conn.remote.address ?? "";
     const refused = this.connectionLimits.admit(address);
     if (refused !== undefined) {
@@ -109,7 +131,7 @@ export class Broker implements RegistryHost, Acceptor {
       conn.close();
       return IGNORED;
     }
-    const c = new Client(conn, this);
+    const c = new Client(conn, this, listener);
     this.admitted.set(c, address);
     this.clients.add(c);
     return c;
@@ -197,9 +219,11 @@ export class Broker implements RegistryHost, Acceptor {
     }
     const r = this.cluster.route(msg, publisher);
     // The fan-out above was synchronous. From here on the message may live on (retained,
-    // queued, in flight): drop the received frame and keep a compact copy of the payload, so
-    // that a 10-byte message does not pin the whole socket read it arrived in.
+    // queued, in flight): drop the received frame and the encodings shared during the fan-out,
+    // and keep a compact copy of a retained payload, so that a 10-byte message does not pin the
+    // whole socket read it arrived in (queued ones and those of lagging clients: session.ts).
     msg.wire = undefined;
+    releaseEncodings();
     if (msg.retain) compactPayload(msg);
     let done: Promise<unknown> | undefined;
     if (r.pending === undefined && stored === undefined) return { matched: r.matched };
@@ -363,6 +387,7 @@ export class Broker implements RegistryHost, Acceptor {
       });
     }
     await this.registry.start();
+    this.stopSys = startSysTopics(this);
   }
 
   /** Dead nodes being drained here: node -> the client ids adopted from it. */
@@ -387,6 +412,7 @@ export class Broker implements RegistryHost, Acceptor {
     // lists network failure, keepalive expiry, protocol errors and the client closing without
     // DISCONNECT): no wills. Clients reconnect (to this node again or, in a cluster, another).
     this.shuttingDown = true;
+    this.stopSys?.();
     this.stopWatchingSecurity?.();
     for (const c of [...this.clients]) c.disconnect(RC.SERVER_SHUTTING_DOWN, "server shutting down");
     this.flushAll();

@@ -4,12 +4,20 @@
  * the value and the fix.
  */
 import { coerce, type Config, ConfigError, defaults, flagName, resolveConfig, rules } from "./config.ts";
+import { listenerSpecs } from "./listener-spec.ts";
 
 export const VERSION = "0.1.0";
 
 const descriptions: Partial<Record<keyof Config, string>> = {
-  host: "address to listen on",
-  port: "TCP port (0 = any free port)",
+  host: "address of the plain TCP listener",
+  port: "port of the plain TCP listener (0 = any free port)",
+  listen: "a listener URL, repeatable: mqtt://host:port, mqtts://, ws://host:port/path, wss://; options in the query (?proxy-protocol=true)",
+  cafile: "PEM CA file that client certificates must chain to",
+  certfile: "PEM certificate (chain) of mqtts:// and wss:// listeners",
+  keyfile: "PEM private key of mqtts:// and wss:// listeners",
+  requireCertificate: "TLS listeners refuse clients without a certificate signed by --cafile",
+  useIdentityAsUsername: "the client certificate's CN (or SAN) is the user name (needs --require-certificate)",
+  proxyProtocol: "mqtt:// listeners expect a PROXY protocol v1/v2 header (HAProxy send-proxy-v2)",
   nodeId: "node id in a cluster (default: random)",
   persistence: "memory (embedded, default) or redis",
   redisUrl: "Redis URL for --persistence redis",
@@ -18,9 +26,13 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   maxPacketSize: "largest packet accepted, bytes",
   maxConnectSize: "largest CONNECT accepted, bytes (capped by --max-packet-size)",
   maxQueuedMessages: "QoS 1/2 messages queued per session behind its inflight window",
+  maxQueuedBytes: "bytes of QoS 1/2 messages held per session, in flight and queued together",
   maxInflight: "QoS 1/2 messages in flight per client",
   receiveMaximum: "QoS 1/2 publishes a client may leave unacknowledged (MQTT 5)",
   maxOutputBuffer: "bytes buffered per slow connection before QoS 0 is dropped",
+  maxMemoryBytes: "bytes held for messages broker-wide: past 80% QoS 0 shed, 90% QoS 1/2 refused, 100% connections refused (0 = no limit)",
+  maxTopicLevels: "levels a topic name or filter may have",
+  sysInterval: "seconds between $SYS/broker/... statistics (0 = none)",
   topicAliasMaximum: "topic aliases accepted per client (MQTT 5)",
   maxKeepalive: "cap on client keepalive, seconds (0 = none)",
   maxSessionExpiry: "cap on session expiry interval, seconds",
@@ -59,7 +71,8 @@ export function helpText(): string {
   ];
   for (const key of Object.keys(rules) as (keyof Config)[]) {
     const d = defaults[key];
-    lines.push(`  --${flagName(key).padEnd(28)} ${descriptions[key] ?? ""} (default: ${d === "" ? "none" : String(d)})`);
+    const shown = d === "" || (Array.isArray(d) && d.length === 0) ? "none" : String(d);
+    lines.push(`  --${flagName(key).padEnd(28)} ${descriptions[key] ?? ""} (default: ${shown})`);
   }
   lines.push("  --config <file.json>           read options from a JSON file");
   lines.push("  --help, --version");
@@ -107,7 +120,9 @@ export function parseCli(
       else if (next === undefined) throw new ConfigError(`--${name} needs a value: --${name} <value>`);
       else value = argv[++i];
     }
-    fromFlags[key] = coerce(key, value, `--${name}`);
+    const v = coerce(key, value, `--${name}`);
+    // a repeated --listen adds a listener; any other repeated flag: the last one wins
+    fromFlags[key] = rules[key].kind === "listen" ? [...(fromFlags[key] as string[] ?? []), ...(v as string[])] : v;
   }
   const merged: Partial<Record<keyof Config, unknown>> = {};
   configFile ??= env.COLIBRI_CONFIG;
@@ -131,5 +146,7 @@ export function parseCli(
     if (v !== undefined && v !== "") merged[key] = coerce(key, v, envName);
   }
   Object.assign(merged, fromFlags);
-  return { kind: "run", config: resolveConfig(merged as Partial<Config>) };
+  const config = resolveConfig(merged as Partial<Config>);
+  listenerSpecs(config); // every listener checked now, before anything starts
+  return { kind: "run", config };
 }

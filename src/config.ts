@@ -3,9 +3,28 @@
  * Sources (flags, environment, JSON file) are merged in cli.ts; this module only knows
  * the shape and the rules.
  */
+import { authority, type ListenUrl, parseListenUrl } from "./listen-url.ts";
 export interface Config {
   host: string;
   port: number;
+  /**
+   * Listeners as URLs (mqtt://, mqtts://, ws://, wss://), per-listener options in the query
+   * (listener-spec.ts). After resolveConfig it is the complete list: empty -> the plain TCP
+   * listener on host:port; given -> those, plus host:port when --host or --port was set too.
+   */
+  listen: string[];
+  /** PEM CA certificates that client certificates must chain to (mutual TLS). */
+  cafile: string;
+  /** PEM certificate chain of TLS listeners (mqtts://, wss://). */
+  certfile: string;
+  /** PEM private key of TLS listeners. */
+  keyfile: string;
+  /** TLS listeners refuse clients without a certificate signed by --cafile. */
+  requireCertificate: boolean;
+  /** The client certificate's CN (or first SAN) is the connection's user name. */
+  useIdentityAsUsername: boolean;
+  /** mqtt:// listeners expect a PROXY protocol v1/v2 header (HAProxy send-proxy[-v2]) first. */
+  proxyProtocol: boolean;
   /** Node id (cluster); random per process unless set. */
   nodeId: string;
   persistence: "memory" | "redis";
@@ -22,12 +41,24 @@ export interface Config {
   maxConnectSize: number;
   /** Bounded offline/outgoing queue per session (QoS 1/2 messages). */
   maxQueuedMessages: number;
+  /** Bytes of QoS 1/2 messages one session may hold, in flight and queued together. */
+  maxQueuedBytes: number;
   /** Outgoing QoS 1/2 messages in flight per client (capped by the client's Receive Maximum). */
   maxInflight: number;
   /** Broker's Receive Maximum: incoming QoS 1/2 publishes a client may have unacknowledged. */
   receiveMaximum: number;
   /** Bytes an adapter may hold for one slow connection before QoS 0 traffic is dropped. */
   maxOutputBuffer: number;
+  /**
+   * Bytes the broker may hold for messages (queued and in flight, retained in memory, output
+   * buffers); past 80 % QoS 0 is shed, past 90 % QoS 1/2 publishes are refused, past 100 % new
+   * connections. 0 = no limit.
+   */
+  maxMemoryBytes: number;
+  /** Levels a topic name or filter may have (PUBLISH, SUBSCRIBE, will topics). */
+  maxTopicLevels: number;
+  /** Seconds between $SYS/broker/... statistics publications; 0 = none. */
+  sysInterval: number;
   /** Client-to-server topic aliases accepted (MQTT 5 Topic Alias Maximum); 0 disables. */
   topicAliasMaximum: number;
   /** Cap on the client's keepalive in seconds (MQTT 5 Server Keep Alive); 0 = no cap. */
@@ -81,6 +112,13 @@ export interface Config {
 export const defaults: Config = {
   host: "0.0.0.0",
   port: 1883,
+  listen: [],
+  cafile: "",
+  certfile: "",
+  keyfile: "",
+  requireCertificate: false,
+  useIdentityAsUsername: false,
+  proxyProtocol: false,
   nodeId: "",
   persistence: "memory",
   redisUrl: "redis://127.0.0.1:6379",
@@ -89,9 +127,13 @@ export const defaults: Config = {
   maxPacketSize: 16 * 1024 * 1024,
   maxConnectSize: 64 * 1024,
   maxQueuedMessages: 1000,
+  maxQueuedBytes: 4 * 1024 * 1024,
   maxInflight: 1024,
   receiveMaximum: 1024,
   maxOutputBuffer: 1024 * 1024,
+  maxMemoryBytes: 1024 * 1024 * 1024,
+  maxTopicLevels: 200,
+  sysInterval: 10,
   topicAliasMaximum: 100,
   maxKeepalive: 0,
   maxSessionExpiry: 0xffffffff,
@@ -130,11 +172,18 @@ export class ConfigError extends Error {
 type Rule = { kind: "int"; min: number; max: number } | { kind: "bool" } | { kind: "string" } | {
   kind: "enum";
   values: readonly (string | number)[];
-};
+} | { kind: "listen" };
 
 export const rules: Record<keyof Config, Rule> = {
   host: { kind: "string" },
   port: { kind: "int", min: 0, max: 65535 },
+  listen: { kind: "listen" },
+  cafile: { kind: "string" },
+  certfile: { kind: "string" },
+  keyfile: { kind: "string" },
+  requireCertificate: { kind: "bool" },
+  useIdentityAsUsername: { kind: "bool" },
+  proxyProtocol: { kind: "bool" },
   nodeId: { kind: "string" },
   persistence: { kind: "enum", values: ["memory", "redis"] },
   redisUrl: { kind: "string" },
@@ -143,9 +192,13 @@ export const rules: Record<keyof Config, Rule> = {
   maxPacketSize: { kind: "int", min: 64, max: 268_435_460 },
   maxConnectSize: { kind: "int", min: 64, max: 268_435_460 },
   maxQueuedMessages: { kind: "int", min: 0, max: 10_000_000 },
+  maxQueuedBytes: { kind: "int", min: 1024, max: 2 ** 40 },
   maxInflight: { kind: "int", min: 1, max: 65535 },
   receiveMaximum: { kind: "int", min: 1, max: 65535 },
   maxOutputBuffer: { kind: "int", min: 1024, max: 1 << 30 },
+  maxMemoryBytes: { kind: "int", min: 0, max: 2 ** 50 },
+  maxTopicLevels: { kind: "int", min: 1, max: 65535 },
+  sysInterval: { kind: "int", min: 0, max: 86400 },
   topicAliasMaximum: { kind: "int", min: 0, max: 65535 },
   maxKeepalive: { kind: "int", min: 0, max: 65535 },
   maxSessionExpiry: { kind: "int", min: 0, max: 0xffffffff },
@@ -212,7 +265,37 @@ export function coerce(key: keyof Config, raw: unknown, source: string): unknown
       if (typeof raw !== "string") throw bad("expected a string");
       return raw;
     }
+    case "listen": {
+      // flags repeat (cli.ts appends), the environment separates with spaces or commas, a
+      // config file gives an array (or one string)
+      const items = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(/[\s,]+/).filter((u) => u !== "") : [raw];
+      for (const u of items) checkListenUrl(u, source);
+      return items as string[];
+    }
   }
+}
+
+/** Options a listener may set for itself in its URL's query, overriding the global value. */
+export const listenerOptions = [
+  "cafile", "certfile", "keyfile", "requireCertificate", "useIdentityAsUsername", "proxyProtocol",
+] as const satisfies readonly (keyof Config)[];
+export type ListenerOption = typeof listenerOptions[number];
+
+/** The parsed URL, its query options coerced by their rules; errors name the option and value. */
+export function checkListenUrl(raw: unknown, source: string): ListenUrl & { options: Partial<Pick<Config, ListenerOption>> } {
+  const bad = (fix: string) => new ConfigError(`invalid value ${JSON.stringify(raw)} for ${source}: ${fix}`);
+  if (typeof raw !== "string") throw bad("expected a URL string such as mqtt://0.0.0.0:1883");
+  const u = parseListenUrl(raw);
+  if ("error" in u) throw bad(u.error);
+  const options: Partial<Record<ListenerOption, unknown>> = {};
+  for (const [name, value] of u.query) {
+    const key = listenerOptions.find((k) => flagName(k) === name);
+    if (!key) {
+      throw bad(`unknown listener option "${name}": a listener URL may set ${listenerOptions.map(flagName).join(", ")}`);
+    }
+    options[key] = coerce(key, value, `${name} in ${source} ${raw}`);
+  }
+  return { ...u, options: options as Partial<Pick<Config, ListenerOption>> };
 }
 
 /** Cross-field checks after merging. */
@@ -228,5 +311,12 @@ export function validate(c: Config): Config {
 export function resolveConfig(partial: Partial<Config>): Config {
   const c = { ...defaults, ...partial };
   if (!c.nodeId) c.nodeId = Math.random().toString(36).slice(2, 10);
+  // --host/--port is the plain TCP listener: the only one without --listen, and one more
+  // beside the --listen ones when it was set explicitly
+  const plain = `mqtt://${authority(c.host, c.port)}`;
+  if (c.listen.length === 0) c.listen = [plain];
+  else if ((partial.port !== undefined || partial.host !== undefined) && !c.listen.includes(plain)) {
+    c.listen = [plain, ...c.listen];
+  }
   return validate(c);
 }

@@ -1,25 +1,37 @@
 /**
  * Composition root: flags/env/file -> Config -> persistence -> broker -> the runtime's
- * listener. The only module that picks adapters (by runtime, with a dynamic import, so the
- * core never loads Bun- or Deno-specific code).
+ * listeners. The only module that picks adapters (by runtime, with a dynamic import, so the
+ * core never loads Bun- or Deno-specific code); tests get them from loadTransports() too.
  */
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { helpText, parseCli, VERSION } from "./cli.ts";
 import { type Config, ConfigError } from "./config.ts";
 import { Broker } from "./broker.ts";
+import { listenerSpecs } from "./listener-spec.ts";
+import { closeListeners, ListenError, openListeners, type OpenListener, tlsReloadables } from "./listeners.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { MemoryPersistence } from "./persistence/memory.ts";
 import type { Persistence } from "./persistence/persistence.ts";
-import type { ListenFn } from "./transport.ts";
+import { type Reloadable, reloadAll } from "./reload.ts";
+import type { Transports } from "./transport.ts";
 import type { ClusterBus } from "./cluster/bus.ts";
 import { FileSecurity, SecurityFileError } from "./auth/file-security.ts";
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
-async function loadListen(): Promise<ListenFn> {
-  const mod = isBun ? await import("../adapters/bun/tcp.ts") : await import("../adapters/deno/tcp.ts");
-  return mod.listenTcp as ListenFn;
+/** The runtime's listener for each scheme: Bun.listen / Bun.serve, or Deno.listen / node:tls / Deno.serve. */
+export async function loadTransports(): Promise<Transports> {
+  if (isBun) {
+    const [tcp, ws] = await Promise.all([import("../adapters/bun/tcp.ts"), import("../adapters/bun/websocket.ts")]);
+    return { mqtt: tcp.listenTcp, mqtts: tcp.listenTls, ws: ws.listenWebSocket, wss: ws.listenWebSocket };
+  }
+  const [tcp, tls, ws] = await Promise.all([
+    import("../adapters/deno/tcp.ts"),
+    import("../adapters/deno/tls.ts"),
+    import("../adapters/deno/websocket.ts"),
+  ]);
+  return { mqtt: tcp.listenTcp, mqtts: tls.listenTls, ws: ws.listenWebSocket, wss: ws.listenWebSocket };
 }
 
 /**
@@ -42,6 +54,24 @@ async function openStore(config: Config, log: Logger): Promise<{ persistence: Pe
 function fatal(message: string): never {
   console.error(`colibri: ${message}`);
   process.exit(2);
+}
+
+/** A listener that did not open, as a message that names the listener, the option and the fix. */
+function listenFailure(e: ListenError, config: Config): string {
+  const { spec } = e;
+  const msg = e.message;
+  const code = (e.error as { code?: string })?.code;
+  const plain = spec.scheme === "mqtt" && spec.host === config.host && spec.port === config.port;
+  const fix = plain ? "choose another with --port <n> (or COLIBRI_PORT)" : `choose another port in --listen ${spec.name}`;
+  if (code === "EADDRINUSE" || /in use|EADDRINUSE|AddrInUse|Failed to listen/i.test(msg) || (e.error as Error)?.name === "AddrInUse") {
+    return `port ${spec.port} on ${spec.host} is already in use (listener ${spec.name}); ${fix}`;
+  }
+  if (/EACCES|permission/i.test(msg)) {
+    return `no permission to listen on ${spec.host}:${spec.port} (listener ${spec.name}); use a port above 1023`;
+  }
+  if (/^--(require-certificate|use-identity-as-username) is not available/.test(msg)) return `${msg} (listener ${spec.name})`;
+  const check = spec.tls ? "check --certfile, --keyfile and --cafile" : plain ? "check --host and --port" : "check --listen";
+  return `cannot listen on ${spec.name}: ${msg} (${check})`;
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -80,7 +110,12 @@ export async function main(argv: string[]): Promise<void> {
   // is logged (loudly: it is a bug) and the process goes on serving everyone else.
   process.on("unhandledRejection", (e: unknown) => log.error("unhandled rejection (bug)", { error: String((e as Error)?.stack ?? e) }));
   process.on("uncaughtException", (e: unknown) => log.error("uncaught exception (bug)", { error: String((e as Error)?.stack ?? e) }));
-  // the password and ACL files (Mosquitto's formats): read now, again on SIGHUP
+  // SIGHUP reloads what can change without a restart (registered first: its default action
+  // would end the process); the authentication work adds its password and ACL files here
+  const reloadables: Reloadable[] = [];
+  process.on("SIGHUP", () => void reloadAll(reloadables, log));
+  const specs = listenerSpecs(config);
+  // the password and ACL files (Mosquitto's formats): read now, and again on SIGHUP
   let security: FileSecurity;
   try {
     security = await FileSecurity.load({
@@ -91,12 +126,9 @@ export async function main(argv: string[]): Promise<void> {
     if (e instanceof SecurityFileError) fatal(e.message);
     throw e;
   }
-  process.on("SIGHUP", () => {
-    security.reload().then(
-      () => log.info("password and ACL files reloaded"),
-      (e) => log.error("reload failed, the previous files stay in force", { error: String((e as Error)?.message ?? e) }),
-    );
-  });
+  if (config.passwordFile || config.aclFile) {
+    reloadables.push({ name: "password and ACL files", reload: () => security.reload() });
+  }
   let persistence: Persistence;
   let bus: ClusterBus | undefined;
   try {
@@ -106,29 +138,25 @@ export async function main(argv: string[]): Promise<void> {
   }
   const broker = new Broker({ config, persistence, log, bus, security });
   await broker.start();
-  const listen = await loadListen();
-  let listener;
+  let listeners: OpenListener[];
   try {
-    listener = await listen(broker, { host: config.host, port: config.port });
+    listeners = await openListeners(specs, await loadTransports(), broker, config, log);
   } catch (e) {
-    const msg = String((e as Error)?.message ?? e);
-    const code = (e as { code?: string }).code;
-    if (code === "EADDRINUSE" || /in use|EADDRINUSE|AddrInUse/i.test(msg) || (e as Error)?.name === "AddrInUse") {
-      fatal(`port ${config.port} on ${config.host} is already in use; choose another with --port <n> (or COLIBRI_PORT)`);
-    }
-    if (/EACCES|permission/i.test(msg)) {
-      fatal(`no permission to listen on ${config.host}:${config.port}; use a port above 1023 with --port <n>`);
-    }
-    fatal(`cannot listen on ${config.host}:${config.port}: ${msg} (check --host and --port)`);
+    if (e instanceof ConfigError) fatal(e.message);
+    if (e instanceof ListenError) fatal(listenFailure(e, config));
+    throw e;
   }
-  log.info("colibri listening", {
-    host: config.host, port: listener.port, runtime: isBun ? "bun" : "deno",
-    persistence: persistence.name, node: config.nodeId,
-    anonymous: config.allowAnonymous, passwordFile: config.passwordFile || undefined, aclFile: config.aclFile || undefined,
-  });
+  for (const o of listeners) {
+    log.info("colibri listening", {
+      listener: o.spec.name, host: o.spec.host, port: o.listener.port, runtime: isBun ? "bun" : "deno",
+      persistence: persistence.name, node: config.nodeId,
+      anonymous: config.allowAnonymous, passwordFile: config.passwordFile || undefined, aclFile: config.aclFile || undefined,
+    });
+  }
+  reloadables.push(...tlsReloadables(listeners));
   const stop = async () => {
     log.info("shutting down");
-    await listener.close();
+    await closeListeners(listeners);
     await broker.close();
     await persistence.close();
     process.exit(0);

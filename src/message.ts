@@ -38,6 +38,21 @@ export interface StoredMessage {
    * verbatim for 3.1/3.1.1 subscribers at the same QoS (protocol/publish-codec.ts reuseWire).
    */
   wire?: Uint8Array;
+  /**
+   * In memory only, never persisted: the broker's accounting (session/memory.ts) — how many
+   * holders keep this object (queues, inflight windows, the in-memory retained store) and the
+   * bytes it counts for, so a message shared by many sessions is counted once.
+   */
+  holders?: number;
+  bytes?: number;
+}
+
+/** The broker's message accounting, as an in-process store sees it (Persistence.trackMemory). */
+export interface MessageHolder {
+  /** One more holder of msg (the store keeps it); returns its size in bytes. */
+  hold(msg: StoredMessage): number;
+  /** The store let go of msg. */
+  release(msg: StoredMessage): number;
 }
 
 export interface SubscriptionOptions {

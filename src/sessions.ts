@@ -248,7 +248,8 @@ export class SessionRegistry {
       const released = kicked && await ask("release");
       const token = await this.claimAfter(owner, clientId, released);
       b.persistence.fence?.(clientId, token);
-      const rec = await b.persistence.getSession(clientId);
+      // the record and the queues in one round trip (the queues are only used when resumed)
+      const [rec, state] = await Promise.all([b.persistence.getSession(clientId), clean ? undefined : this.fetch(clientId)]);
       if (clean || !rec || rec.expiryInterval === 0) {
         if (held) this.drop(held);
         if (rec?.will && (rec.willAt !== undefined || (clean && rec.disconnectedAt === undefined))) {
@@ -268,7 +269,7 @@ export class SessionRegistry {
         await b.addSubscriptions(held, await b.persistence.subscriptions(clientId));
       }
       this.own(held, token);
-      await this.load(held, rec);
+      this.apply(held, rec, state!);
       this.metaOf(held).stored = true;
       held.unhold();
       return { session: held, present: true };
@@ -370,6 +371,7 @@ export class SessionRegistry {
       if (will) this.publishWill(will, s.clientId, s);
       return;
     }
+    s.detached(); // its messages in flight may now wait long: compact them
     // shared-subscription messages queued here and not sent yet go to a connected member of
     // their group now (routing/shared.ts); what was sent waits for this session to come back
     const unsent = s.takeUnsentShared((share) => this.b.router.canHandOver(share, s.clientId));
@@ -511,7 +513,7 @@ export class SessionRegistry {
   /** Rebuild one session from the store (offline), owned here with `token`. */
   private async restore(rec: SessionRecord, token: string | undefined, held = false): Promise<Session> {
     const s = new Session(rec.clientId, this.b);
-    s.expiryInterval = rec.expiryInterval;
+    s.expiryInterval = cappedExpiry(rec, this.b.config.maxSessionExpiry);
     s.protocolVersion = rec.protocolVersion;
     // its last user's rules apply while it is offline (deliveries into its queue)
     s.username = rec.username;
@@ -530,11 +532,16 @@ export class SessionRegistry {
 
   /** Outgoing messages and incoming QoS 2 ids from the store into a session. */
   private async load(s: Session, rec: SessionRecord): Promise<void> {
-    const [out, q2] = await Promise.all([
-      this.b.persistence.outgoing(rec.clientId),
-      this.b.persistence.incomingQos2(rec.clientId),
-    ]);
-    s.expiryInterval = rec.expiryInterval;
+    this.apply(s, rec, await this.fetch(rec.clientId));
+  }
+
+  private async fetch(clientId: string): Promise<{ out: OutgoingEntry[]; q2: number[] }> {
+    const [out, q2] = await Promise.all([this.b.persistence.outgoing(clientId), this.b.persistence.incomingQos2(clientId)]);
+    return { out, q2 };
+  }
+
+  private apply(s: Session, rec: SessionRecord, { out, q2 }: { out: OutgoingEntry[]; q2: number[] }): void {
+    s.expiryInterval = cappedExpiry(rec, this.b.config.maxSessionExpiry);
     s.protocolVersion = rec.protocolVersion;
     s.restoreOutgoing(out);
     for (const id of q2) s.incomingQos2.add(id);
@@ -548,7 +555,7 @@ export class SessionRegistry {
   private async recover(s: Session, rec: SessionRecord, now: number): Promise<void> {
     const crashed = rec.disconnectedAt === undefined;
     const since = crashed ? now : rec.disconnectedAt!;
-    const expiresAt = rec.expiryInterval >= NEVER_EXPIRES ? Infinity : since + rec.expiryInterval * 1000;
+    const expiresAt = s.expiryInterval >= NEVER_EXPIRES ? Infinity : since + s.expiryInterval * 1000;
     let willAt = rec.willAt;
     if (crashed && rec.will) willAt = now + willDelaySeconds(rec.will, rec.expiryInterval) * 1000;
     const willDue = rec.will !== undefined && willAt !== undefined && (willAt <= now || expiresAt <= now);
@@ -714,4 +721,12 @@ export class SessionRegistry {
       this.b.clock.clearTimeout(s.willTimer);
     }
   }
+}
+
+/**
+ * A stored session's expiry under today's --max-session-expiry: a record written before the cap
+ * was lowered, or a 3.1.1 session stored as "never", is held at most that long.
+ */
+function cappedExpiry(rec: SessionRecord, max: number): number {
+  return Math.min(rec.expiryInterval, max);
 }

@@ -1,11 +1,17 @@
 /**
  * The socket seam. A runtime adapter (adapters/bun, adapters/deno) turns each accepted socket
- * (TCP, TLS, later WebSocket) into a Connection, hands it to the broker's `accept`, and feeds
- * the returned ConnectionEvents. The core never sees a runtime socket.
+ * (TCP, TLS, WebSocket) into a Connection, hands it to the broker's `accept`, and feeds the
+ * returned ConnectionEvents. The core never sees a runtime socket.
  */
 export interface Connection {
-  /** The peer; a PROXY-protocol adapter fills in the real client address. */
+  /** The peer; a PROXY-protocol listener fills in the real client address (src/proxy-protocol.ts). */
   readonly remote: { address?: string; port?: number };
+  /**
+   * The client certificate's identity, when the listener required one and the handshake
+   * verified it against the CA: its subject CN, or its first subject alternative name when it
+   * has no CN. Undefined on connections without a verified client certificate.
+   */
+  readonly identity?: string;
   /**
    * Queue bytes for the socket. Returns false when the adapter had to buffer part of them
    * (the OS did not take everything): the broker stops adding QoS 0 traffic past its
@@ -51,15 +57,50 @@ export interface Acceptor {
   accept(conn: Connection): ConnectionEvents;
 }
 
+/** PEM texts for a TLS listener (read from --certfile, --keyfile, --cafile by src/tls-files.ts). */
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+  /** CA certificates that client certificates must chain to. */
+  ca?: string;
+  /** Ask every client for a certificate signed by `ca` and refuse those without one. */
+  requireCertificate: boolean;
+}
+
 export interface Listener {
   readonly host: string;
   readonly port: number;
+  /** Stop accepting; open connections stay until the broker closes them. */
   close(): Promise<void>;
+  /**
+   * TLS listeners: new connections use this certificate (and CA) from now on; open connections
+   * keep theirs. Rejects, with the reason, when the runtime cannot do it for this listener.
+   */
+  reloadTls?(tls: TlsMaterial): Promise<void>;
 }
 
 export interface ListenOptions {
   host: string;
   port: number;
+  /** TLS listeners (mqtts, wss). */
+  tls?: TlsMaterial;
+  /** WebSocket listeners: the one path that upgrades ("" = any path). */
+  path?: string;
+  /** WebSocket listeners: largest message accepted (bytes); larger ones close the connection. */
+  maxMessageSize?: number;
+  /**
+   * The core needs Connection.identity (use-identity-as-username): an adapter that cannot give
+   * it for this kind of listener refuses to open, saying why.
+   */
+  needIdentity?: boolean;
 }
 
 export type ListenFn = (acceptor: Acceptor, opts: ListenOptions) => Promise<Listener>;
+
+/** One ListenFn per listener scheme: what an adapter family (Bun, Deno) offers. */
+export interface Transports {
+  mqtt: ListenFn;
+  mqtts: ListenFn;
+  ws: ListenFn;
+  wss: ListenFn;
+}

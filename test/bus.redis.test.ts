@@ -2,10 +2,10 @@
  * The Redis cluster bus against the machine's Redis: the bus conformance suite, every node of
  * one run under its own key prefix, every key deleted at the end.
  */
-import { Redis } from "ioredis";
 import { RedisPersistence } from "../adapters/redis/redis.ts";
 import { RedisBus } from "../adapters/redis/bus.ts";
 import { type BusNode, runBusSuite } from "./conformance/bus.ts";
+import { deletePrefix } from "./helpers/redis-server.ts";
 
 const URL = "redis://127.0.0.1:6379";
 const PREFIX = `colibri-test:bus:${Math.random().toString(36).slice(2)}:`;
@@ -23,13 +23,6 @@ runBusSuite("redis", {
   },
   async close() {
     for (const p of stores) await p.close();
-    const r = new Redis(URL);
-    let cursor = "0";
-    do {
-      const [next, keys] = await r.scan(cursor, "MATCH", `${PREFIX}*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length) await r.del(...keys);
-    } while (cursor !== "0");
-    r.disconnect();
+    await deletePrefix(URL, PREFIX);
   },
 });

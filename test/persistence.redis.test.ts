@@ -61,6 +61,24 @@ async function deleteKeys(pattern: string): Promise<void> {
 }
 
 describe("redis persistence: storage cost", () => {
+  it("a retained message costs a bounded number of keys however deep its topic", async () => {
+    const prefix = `${RUN}deep:`;
+    const p = await open(prefix);
+    try {
+      // 200 levels (the --max-topic-levels default) of 300 bytes each: indexing every level
+      // wrote 201 sets holding the 60 KB topic each; now the first 8 levels and the depth
+      const topic = Array.from({ length: 200 }, (_, i) => `${i}`.padStart(300, "l")).join("/");
+      await p.putRetained(msg({ topic, retain: true }));
+      assert.equal(await countKeys(`${prefix}*`), 1 + 8 + 1, "ret hash + 8 level sets + 1 depth set");
+      assert.deepStrictEqual((await p.matchRetained("#")).map((m) => m.topic === topic), [true]);
+      await p.deleteRetained(topic);
+      assert.equal(await countKeys(`${prefix}*`), 0, "every index set emptied and gone");
+    } finally {
+      await p.close();
+      await deleteKeys(`${prefix}*`);
+    }
+  });
+
   it("a queued entry costs a reference, not a copy of the body", async () => {
     const prefix = `${RUN}cost:`;
     const p = await open(prefix);

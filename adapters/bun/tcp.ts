@@ -5,9 +5,18 @@
  * and flushed on `drain`, and bufferedAmount tells the core how far behind the socket is.
  * One small object per socket (it is the socket's `data` too): idle connections are cheap.
  * close() lingers (see LINGER_MS): FIN first, input discarded until the peer closes too.
+ *
+ * TLS (mqtts://): BoringSSL, TLS 1.2 and 1.3 only (Bun refuses older versions). With
+ * requireCertificate the handshake asks for a client certificate and refuses one that does not
+ * chain to `ca`; its CN/SAN becomes Connection.identity. A Bun.listen cannot change its
+ * certificate, so reloadTls opens a second listener on the same port (SO_REUSEPORT) with the new
+ * one and stops the old, which keeps its open connections: new connections get the new
+ * certificate, nothing is dropped. (The first bind is probed without SO_REUSEPORT, so a port
+ * already in use is still refused rather than shared.)
  */
-import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions } from "../../src/transport.ts";
+import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions, TlsMaterial } from "../../src/transport.ts";
 import { LINGER_BYTES, LINGER_MS } from "../../src/transport.ts";
+import { certificateIdentity } from "../../src/tls-identity.ts";
 
 class BunConnection implements Connection {
   events!: ConnectionEvents;
@@ -16,6 +25,7 @@ class BunConnection implements Connection {
   bufferedAmount = 0;
   private closing = false;
   closed = false;
+  identity: string | undefined;
   /** While lingering after close(): the deadline and the bytes discarded so far. */
   private linger: { timer: ReturnType<typeof setTimeout>; bytes: number } | undefined;
 
@@ -100,36 +110,57 @@ class BunConnection implements Connection {
   }
 }
 
-export async function listenTcp(acceptor: Acceptor, opts: ListenOptions & { tls?: { cert: string; key: string } }): Promise<Listener> {
-  const server = Bun.listen<BunConnection>({
-    hostname: opts.host,
-    port: opts.port,
-    tls: opts.tls,
-    socket: {
-      open(socket) {
-        socket.setNoDelay?.(true);
-        const conn = new BunConnection(socket);
-        socket.data = conn;
-        conn.events = acceptor.accept(conn);
-      },
-      data(socket, data) {
-        if (!socket.data.discard(data.length)) socket.data.events.data(data);
-      },
-      drain(socket) {
-        if (socket.data.flushPending()) socket.data.events.drain();
-      },
-      close(socket, err) {
-        socket.data.gone();
-        socket.data.events.close(err ?? undefined);
-      },
-      error(socket, err) {
-        const conn = socket.data;
-        if (!conn) return;
-        conn.gone();
-        conn.events.close(err);
-      },
+function bunTls(tls: TlsMaterial) {
+  return tls.requireCertificate
+    ? { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true }
+    : { cert: tls.cert, key: tls.key };
+}
+
+function handlers(acceptor: Acceptor, verified: boolean): Bun.SocketHandler<BunConnection> {
+  return {
+    open(socket) {
+      socket.setNoDelay?.(true);
+      const conn = new BunConnection(socket);
+      socket.data = conn;
+      // a TLS socket opens after its handshake, in which the client certificate was verified
+      if (verified) conn.identity = certificateIdentity(socket.getPeerCertificate?.());
+      conn.events = acceptor.accept(conn);
     },
-  });
+    data(socket, data) {
+      if (!socket.data.discard(data.length)) socket.data.events.data(data);
+    },
+    drain(socket) {
+      if (socket.data.flushPending()) socket.data.events.drain();
+    },
+    close(socket, err) {
+      const conn = socket.data;
+      if (!conn || conn.closed) return;
+      conn.gone();
+      conn.events.close(err ?? undefined);
+    },
+    error(socket, err) {
+      const conn = socket.data;
+      if (!conn || conn.closed) return;
+      conn.gone();
+      conn.events.close(err);
+    },
+  };
+}
+
+/**
+ * The port a reusePort listener may take: a plain bind first refuses a port already in use
+ * (a reusePort bind would silently share it with another such process) and picks one for 0.
+ */
+export function probePort(host: string, port: number): number {
+  const probe = Bun.listen({ hostname: host, port, socket: { data() {} } });
+  const chosen = probe.port;
+  probe.stop(true);
+  return chosen;
+}
+
+export async function listenTcp(acceptor: Acceptor, opts: ListenOptions): Promise<Listener> {
+  const socket = handlers(acceptor, false);
+  const server = Bun.listen<BunConnection>({ hostname: opts.host, port: opts.port, socket });
   return {
     host: opts.host,
     port: server.port,
@@ -138,6 +169,34 @@ export async function listenTcp(acceptor: Acceptor, opts: ListenOptions & { tls?
     close: () => {
       server.stop(false);
       return Promise.resolve();
+    },
+  };
+}
+
+export async function listenTls(acceptor: Acceptor, opts: ListenOptions): Promise<Listener> {
+  if (!opts.tls) throw new Error("listenTls needs TLS material");
+  const port = probePort(opts.host, opts.port);
+  const open = (tls: TlsMaterial) =>
+    Bun.listen<BunConnection>({
+      hostname: opts.host,
+      port,
+      reusePort: true,
+      tls: bunTls(tls),
+      socket: handlers(acceptor, tls.requireCertificate),
+    } as Bun.TCPSocketListenOptions<BunConnection>);
+  let server = open(opts.tls);
+  return {
+    host: opts.host,
+    port,
+    close: () => {
+      server.stop(false);
+      return Promise.resolve();
+    },
+    reloadTls: async (tls: TlsMaterial) => {
+      const next = open(tls);
+      const old = server;
+      server = next;
+      old.stop(false); // its open connections stay, on the old certificate
     },
   };
 }

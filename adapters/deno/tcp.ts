@@ -1,5 +1,6 @@
 /**
- * Deno TCP (and TLS) listener: Deno.listen connections behind the Connection seam.
+ * Deno TCP listener: Deno.listen connections behind the Connection seam. (TLS is tls.ts, on
+ * node:tls: Deno.listenTls cannot ask for client certificates nor change its certificate.)
  * A read loop per connection feeds the core; writes are queued and a single writer loop
  * awaits conn.write (which can be partial) so bytes never interleave and bufferedAmount is
  * exact. close() lingers (see LINGER_MS): closeWrite() first, then the read loop discards input
@@ -150,10 +151,8 @@ async function acceptLoop(listener: Deno.Listener, acceptor: Acceptor): Promise<
   }
 }
 
-export async function listenTcp(acceptor: Acceptor, opts: ListenOptions & { tls?: { cert: string; key: string } }): Promise<Listener> {
-  const listener = opts.tls
-    ? Deno.listenTls({ hostname: opts.host, port: opts.port, cert: opts.tls.cert, key: opts.tls.key })
-    : Deno.listen({ hostname: opts.host, port: opts.port });
+export async function listenTcp(acceptor: Acceptor, opts: ListenOptions): Promise<Listener> {
+  const listener = Deno.listen({ hostname: opts.host, port: opts.port });
   void acceptLoop(listener, acceptor);
   return {
     host: opts.host,

@@ -24,7 +24,8 @@
 import type { Redis } from "ioredis";
 import type { RedisPersistence } from "./redis.ts";
 import { Buffer } from "node:buffer";
-import type { BusHandler, BusStats, ClusterBus, Expect, Forward, Owner, Request } from "../../src/cluster/bus.ts";
+import type { BusHandler, BusStats, ClusterBus, Expect, Owner, Request } from "../../src/cluster/bus.ts";
+import type { StoredMessage } from "../../src/message.ts";
 import { decodeForwards, ForwardBatch } from "../../src/cluster/wire.ts";
 import { closeRedis, openRedis, type RedisLogger } from "./connection.ts";
 import { Keys } from "./keys.ts";
@@ -66,6 +67,8 @@ interface Outgoing {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const READ_COUNT = 500;
+/** Appends to one node's inbox in flight at once; more messages wait for one to return. */
+const MAX_APPENDS = 8;
 /** The reconnect backoff cap of connection.ts (the longest a node waits to try again). */
 const RECONNECT_BACKOFF_MS = 2000;
 const BLOCK_MS = 2000;
@@ -73,6 +76,16 @@ const BLOCK_MS = 2000;
 function field(fields: Buffer[], name: string): Buffer | undefined {
   for (let i = 0; i < fields.length; i += 2) if (fields[i].toString() === name) return fields[i + 1];
   return undefined;
+}
+
+function bindScripts(redis: Redis): Scripts {
+  const s: Record<string, Call> = {};
+  for (const [name, def] of Object.entries(lua)) {
+    const c = `colibri_bus_${name}`;
+    redis.defineCommand(c, { lua: def.lua, numberOfKeys: def.keys });
+    s[name] = (redis as unknown as Record<string, Call>)[c].bind(redis);
+  }
+  return s as Scripts;
 }
 
 function bytes(u: Uint8Array): Buffer {
@@ -84,7 +97,9 @@ export class RedisBus implements ClusterBus {
   readonly nodeId: string;
   readonly stats: BusStats = { messagesSent: 0, batchesSent: 0, messagesReceived: 0, batchesReceived: 0 };
   private readonly k: Keys;
+  /** Scripts on the persistence's connection (ownership, leases, reading). */
   private readonly s: Scripts;
+
   private readonly log: RedisBusOptions["logger"];
   private readonly leaseMs: number;
   private handler!: BusHandler;
@@ -103,6 +118,9 @@ export class RedisBus implements ClusterBus {
   private acks = new Map<string, AckWait>();
   private earlyAcks = new Map<string, Set<string>>();
   private outbox = new Map<string, Outgoing>();
+  /** Appends on their way to each node's inbox (see flushReady). */
+  private appending = new Map<string, number>();
+  private flushQueued = false;
   private routeBatch: { add: Set<string>; rem: Set<string>; done: Array<[() => void, (e: Error) => void]> } | undefined;
   private commitChain: Promise<unknown> = Promise.resolve();
   private commitTimer: ReturnType<typeof setTimeout> | undefined;
@@ -127,13 +145,7 @@ export class RedisBus implements ClusterBus {
     this.k = new Keys(opts.prefix);
     this.log = opts.logger;
     this.leaseMs = opts.leaseMs;
-    const s: Record<string, Call> = {};
-    for (const [name, def] of Object.entries(lua)) {
-      const c = `colibri_bus_${name}`;
-      cmd.defineCommand(c, { lua: def.lua, numberOfKeys: def.keys });
-      s[name] = (cmd as unknown as Record<string, Call>)[c].bind(cmd);
-    }
-    this.s = s as Scripts;
+    this.s = bindScripts(cmd);
   }
 
   // --- membership ---------------------------------------------------------------------------
@@ -146,7 +158,7 @@ export class RedisBus implements ClusterBus {
     await this.heartbeat();
     await this.loadRoutes();
     await this.resetRoutes([]); // announces this node (and creates the broadcast stream)
-    this.reader = await openRedis({ url: this.opts.url, logger: this.log, commandTimeoutMs: BLOCK_MS + 5000 });
+    this.reader = await openRedis({ url: this.opts.url, logger: this.log, commandTimeoutMs: BLOCK_MS + 5000, autoPipelining: false });
     this.started = true;
     this.loop = this.readLoop();
     this.heartbeatTimer = setInterval(() => void this.tick(), Math.max(100, Math.floor(this.leaseMs / 3)));
@@ -430,7 +442,7 @@ export class RedisBus implements ClusterBus {
 
   // --- inbox --------------------------------------------------------------------------------
 
-  send(node: string, f: Forward): Promise<void> {
+  send(node: string, msg: StoredMessage, publisher: string | undefined, plain: boolean, shares?: string[]): Promise<void> {
     let o = this.outbox.get(node);
     if (o === undefined) {
       let resolve!: () => void;
@@ -440,25 +452,58 @@ export class RedisBus implements ClusterBus {
         reject = rej;
       });
       o = { batch: new ForwardBatch(), promise, resolve, reject };
-      if (this.outbox.size === 0) queueMicrotask(() => this.flushOutbox());
       this.outbox.set(node, o);
     }
-    o.batch.add(f);
+    o.batch.add(msg, publisher, plain, shares);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flushReady);
+    }
     return o.promise;
   }
 
-  private flushOutbox(): void {
-    if (this.outbox.size === 0) return;
-    const all = this.outbox;
-    this.outbox = new Map();
-    for (const [node, o] of all) {
-      this.stats.batchesSent++;
-      this.stats.messagesSent += o.batch.count;
-      this.s.send(this.k.inbox(node), this.k.nodes, node, "f", this.nodeId, bytes(o.batch.bytes())).then(
-        (r) => (r === 0 ? o.reject(new Error(`node ${node} has left the cluster`)) : o.resolve()),
-        (e) => o.reject(new Error(`forward to node ${node} not stored: ${(e as Error)?.message ?? e}`)),
-      );
+  /**
+   * Batches go out at the end of the tick, one per target node; while MAX_APPENDS are on their
+   * way to a node, its messages gather in the next batch (under load a batch holds what arrived
+   * during one Redis round trip: fewer, larger appends, and no extra latency when idle).
+   */
+  private flushReady = (): void => {
+    this.flushQueued = false;
+    for (const [node, o] of this.outbox) {
+      if ((this.appending.get(node) ?? 0) >= MAX_APPENDS) continue;
+      this.outbox.delete(node);
+      this.append(node, o);
     }
+  };
+
+  /** Everything waiting goes now (leaving). */
+  private flushOutbox(): void {
+    for (const [node, o] of this.outbox) this.append(node, o);
+    this.outbox.clear();
+  }
+
+  private append(node: string, o: Outgoing): void {
+    this.stats.batchesSent++;
+    this.stats.messagesSent += o.batch.count;
+    this.appending.set(node, (this.appending.get(node) ?? 0) + 1);
+    const done = () => {
+      this.appending.set(node, this.appending.get(node)! - 1);
+      if (this.outbox.has(node) && !this.flushQueued) {
+        this.flushQueued = true;
+        queueMicrotask(this.flushReady);
+      }
+    };
+    this.s.send(this.k.inbox(node), this.k.nodes, node, "f", this.nodeId, bytes(o.batch.bytes())).then(
+      (r) => {
+        done();
+        if (r === 0) o.reject(new Error(`node ${node} has left the cluster`));
+        else o.resolve();
+      },
+      (e) => {
+        done();
+        o.reject(new Error(`forward to node ${node} not stored: ${(e as Error)?.message ?? e}`));
+      },
+    );
   }
 
   request(node: string, req: Request, timeoutMs: number): Promise<void> {
@@ -499,24 +544,46 @@ export class RedisBus implements ClusterBus {
     await this.post(from, "r", JSON.stringify({ id, error })).catch(() => {});
   }
 
+  /**
+   * Read the inbox and the broadcast stream. The next read is sent before a result is handled,
+   * so that what arrives meanwhile waits in Redis for no round trip of ours.
+   */
   private async readLoop(): Promise<void> {
     const inbox = this.k.inbox(this.nodeId);
+    type Result = Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+    const read = (inPos: string, busPos: string) =>
+      this.reader!.xreadBuffer("COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", inbox, this.k.bus, inPos, busPos) as unknown as Promise<Result>;
+    let next: Promise<Result> | undefined;
     while (!this.closing) {
-      let res: Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+      let res: Result;
       try {
         if (this.resnap) {
           this.resnap = false;
+          if (next) await next.catch(() => null); // read from the old positions: dropped
+          next = undefined;
           await this.loadRoutes();
         }
-        res = await this.reader!.xreadBuffer(
-          "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", inbox, this.k.bus, this.inboxPos, this.busPos,
-        ) as unknown as typeof res;
+        res = await (next ?? read(this.inboxPos, this.busPos));
+        next = undefined;
       } catch {
+        next = undefined;
         if (this.closing) break;
         await sleep(200);
         continue;
       }
       if (!res) continue;
+      // where the next read starts: after what this one returned
+      let inPos = this.inboxPos, busPos = this.busPos;
+      for (const [key, entries] of res) {
+        if (entries.length === 0) continue;
+        const last = entries[entries.length - 1][0].toString();
+        if (key.toString() === inbox) inPos = last;
+        else busPos = last;
+      }
+      if (!this.closing) {
+        next = read(inPos, busPos);
+        next.catch(() => {}); // handled when awaited
+      }
       for (const [key, entries] of res) {
         if (key.toString() === inbox) this.onInbox(entries);
         else this.onBus(entries);

@@ -26,6 +26,8 @@ export interface ConnectionOptions {
   maxBackoffMs?: number;
   /** Where connection loss / reconnects are reported (default: an info-level logger). */
   logger?: RedisLogger;
+  /** Batch the commands of one tick into one write (default true; a blocking reader does not). */
+  autoPipelining?: boolean;
 }
 
 /** The URL with any password masked, for logs and errors. */
@@ -48,7 +50,7 @@ export async function openRedis(opts: ConnectionOptions): Promise<Redis> {
 
   const redis = new Redis(opts.url, {
     lazyConnect: true,
-    enableAutoPipelining: true,
+    enableAutoPipelining: opts.autoPipelining ?? true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,

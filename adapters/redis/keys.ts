@@ -21,7 +21,7 @@
  * | P in2:<cid>          | SET  | packet ids of received QoS 2 PUBLISH awaiting PUBREL| add/removeIncomingQos2                  | deleteSession, or empty |
  * | P ret                | HASH | topic -> retained message blob                      | putRetained / deleteRetained            | empty |
  * | P retbytes           | STR  | payload bytes of every blob in ret (retained quota) | same script as ret                      | never |
- * | P ret:l:<i>:<value>  | SET  | topics whose level i (0-based) is <value>           | same script as ret                      | empty |
+ * | P ret:l:<i>:<value>  | SET  | topics whose level i (0-based, i < 8) is <value>    | same script as ret                      | empty |
  * | P ret:d:<n>          | SET  | topics that have exactly n levels                   | same script as ret                      | empty |
  * | P o:<cid>            | HASH | owner of the client id: n node, t fencing token     | bus claim (compare-and-set)             | disown (the owner ends the session) |
  * | P l:<cid>            | STR  | CONNECT lock (one CONNECT per id cluster-wide)      | bus lock (SET NX PX)                    | unlock, or its PX |
@@ -58,8 +58,18 @@
  *   ret:d:3; `a/#` = SMEMBERS ret:l:0:a (depth >= 1, so `a` itself too); `+/b` = SINTER ret:l:1:b
  *   ret:d:2. Only a filter with no literal level and a `#` (`#`, `+/#`) reads the whole hash,
  *   which is then the answer anyway. Candidates are re-checked with topicMatches (`$`-rule,
- *   depth for `a/+/#`).
+ *   depth for `a/+/#`, literal levels past the indexed ones).
+ * - Only the first INDEXED_LEVELS levels are indexed. Each index set holds the whole topic
+ *   name, so indexing every level made one retained PUBLISH cost levels x topic length in
+ *   Redis (a 65,535-level topic: 65k keys and an 11 s script, Redis BUSY for everyone). Now a
+ *   put or delete touches at most INDEXED_LEVELS + 1 sets, whatever the topic (the broker
+ *   also refuses topics deeper than --max-topic-levels before they get here). Real topic
+ *   trees put their selective levels first (site/device/...), and deeper literal levels are
+ *   still matched exactly by the re-check.
  */
+
+/** Levels of a retained topic that get an index set (see above). */
+export const INDEXED_LEVELS = 8;
 
 export class Keys {
   readonly sessions: string;
@@ -131,12 +141,13 @@ export class Keys {
     return [this.session(cid), this.subs(cid), this.queue(cid), this.entries(cid), this.incoming(cid)];
   }
 
-  /** Index sets a retained topic belongs to: one per level, one for its depth. */
+  /** Index sets a retained topic belongs to: one per indexed level, one for its depth. */
   retainedIndex(topic: string): string[] {
     const levels = topic.split("/");
-    const keys = new Array<string>(levels.length + 1);
-    for (let i = 0; i < levels.length; i++) keys[i] = `${this.prefix}ret:l:${i}:${levels[i]}`;
-    keys[levels.length] = `${this.prefix}ret:d:${levels.length}`;
+    const indexed = Math.min(levels.length, INDEXED_LEVELS);
+    const keys = new Array<string>(indexed + 1);
+    for (let i = 0; i < indexed; i++) keys[i] = `${this.prefix}ret:l:${i}:${levels[i]}`;
+    keys[indexed] = `${this.prefix}ret:d:${levels.length}`;
     return keys;
   }
 
@@ -149,7 +160,7 @@ export class Keys {
     const multi = levels[levels.length - 1] === "#";
     const fixed = multi ? levels.length - 1 : levels.length;
     const keys: string[] = [];
-    for (let i = 0; i < fixed; i++) {
+    for (let i = 0; i < Math.min(fixed, INDEXED_LEVELS); i++) {
       if (levels[i] !== "+") keys.push(`${this.prefix}ret:l:${i}:${levels[i]}`);
     }
     if (!multi) keys.push(`${this.prefix}ret:d:${levels.length}`);

@@ -2,18 +2,21 @@
  * The brokers under test. Each is started fresh for every run, on an ephemeral port, by
  * spawning its runtime binary directly (no shell), so that the pid we sample is the server.
  */
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { start, stop, type Spawned } from "./children.ts";
 import { freePort, waitForPort } from "./ports.ts";
 import { cpuSeconds, listenerPid, memory, type MemorySample } from "./procfs.ts";
+import type { Wire } from "./transport.ts";
 
 export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..");
 const BUN = path.join(ROOT, "node_modules/.bin/bun");
 const DENO = path.join(ROOT, "node_modules/.bin/deno");
 const MOSQUITTO = "/usr/sbin/mosquitto";
 const AEDES_SERVER = path.join(ROOT, "scripts/bench/aedes-server.mjs");
+const AEDES_CLUSTER_SERVER = path.join(ROOT, "scripts/bench/aedes-cluster-server.mjs");
 const SINK_SERVER = path.join(ROOT, "scripts/bench/sink-server.ts");
 const COLIBRI_MAIN = path.join(ROOT, "src/main.ts");
 
@@ -26,15 +29,45 @@ export interface LaunchOptions {
   redis?: RedisOptions;
   /** Directory for generated config files. */
   workDir: string;
+  /** Seconds between $SYS publications (Colibri --sys-interval, Mosquitto sys_interval). */
+  sysInterval?: number;
+  /** The broker's one listener: MQTT over TCP (default), TLS or WebSocket (path /mqtt). */
+  wire?: Wire;
+  /** Certificate and key files for --wire tls (makeBenchCert). */
+  cert?: { cert: string; key: string };
+}
+
+/** A throwaway self-signed certificate for 127.0.0.1 in workDir (openssl), for --wire tls. */
+export function makeBenchCert(workDir: string): { cert: string; key: string } {
+  const cert = path.join(workDir, "bench.crt");
+  const key = path.join(workDir, "bench.key");
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+  ], { stdio: "ignore" });
+  // Mosquitto started as root reads them after dropping to its own user
+  fs.chmodSync(workDir, 0o755);
+  fs.chmodSync(cert, 0o644);
+  fs.chmodSync(key, 0o644);
+  return { cert, key };
 }
 
 export interface BrokerKind {
   name: string;
-  /** Why it cannot run here, or undefined. */
-  unavailable(): string | undefined;
+  /** Why it cannot run here (or not with this wire), or undefined. */
+  unavailable(wire?: Wire): string | undefined;
   command(port: number, o: LaunchOptions): { cmd: string; args: string[] };
   /** Whether it understands the Colibri --persistence redis options. */
   colibri: boolean;
+  /** Nodes launched with the same Redis form one cluster (cluster scenarios). */
+  clusters?: boolean;
+  /** Runs only the cluster scenarios (it needs the Redis they start). */
+  clusterOnly?: boolean;
+}
+
+/** The bench's Aedes and sink servers listen on plain TCP only. */
+function tcpOnly(wire: Wire | undefined): string | undefined {
+  return wire !== undefined && wire !== "tcp" ? `no ${wire} listener in this target` : undefined;
 }
 
 function missing(file: string): string | undefined {
@@ -42,19 +75,26 @@ function missing(file: string): string | undefined {
 }
 
 function colibriArgs(port: number, o: LaunchOptions): string[] {
-  const args = ["--host", "127.0.0.1", "--port", String(port)];
+  const args = o.wire === "tls"
+    ? ["--listen", `mqtts://127.0.0.1:${port}`, "--certfile", o.cert!.cert, "--keyfile", o.cert!.key]
+    : o.wire === "ws"
+    ? ["--listen", `ws://127.0.0.1:${port}/mqtt`]
+    : ["--host", "127.0.0.1", "--port", String(port)];
   if (o.redis !== undefined) {
     args.push("--persistence", "redis", "--redis-url", o.redis.url, "--redis-prefix", o.redis.prefix);
   }
+  if (o.sysInterval !== undefined) args.push("--sys-interval", String(o.sysInterval));
   return args;
 }
 
-function mosquittoConfig(port: number, workDir: string): string {
-  const file = path.join(workDir, `mosquitto-${port}.conf`);
+function mosquittoConfig(port: number, o: LaunchOptions): string {
+  const file = path.join(o.workDir, `mosquitto-${port}.conf`);
   fs.writeFileSync(
     file,
     [
       `listener ${port} 127.0.0.1`,
+      ...(o.wire === "tls" ? [`certfile ${o.cert!.cert}`, `keyfile ${o.cert!.key}`] : []),
+      ...(o.wire === "ws" ? ["protocol websockets"] : []),
       "allow_anonymous true",
       "persistence false",
       // Per-client outbound limits: far above any window the generator keeps open, so that
@@ -66,6 +106,7 @@ function mosquittoConfig(port: number, workDir: string): string {
       "log_type error",
       "log_type warning",
       "connection_messages false",
+      ...(o.sysInterval !== undefined ? [`sys_interval ${o.sysInterval}`] : []),
       "",
     ].join("\n"),
   );
@@ -82,12 +123,14 @@ export const BROKERS: readonly BrokerKind[] = [
   {
     name: "colibri-bun",
     colibri: true,
+    clusters: true,
     unavailable: () => missing(COLIBRI_MAIN) ?? missing(BUN),
     command: (port, o) => ({ cmd: BUN, args: ["run", ...profileFlags(), COLIBRI_MAIN, ...colibriArgs(port, o)] }),
   },
   {
     name: "colibri-deno",
     colibri: true,
+    clusters: true,
     unavailable: () => missing(COLIBRI_MAIN) ?? missing(DENO),
     command: (port, o) => ({ cmd: DENO, args: ["run", "-P", ...profileFlags(), COLIBRI_MAIN, ...colibriArgs(port, o)] }),
   },
@@ -95,24 +138,34 @@ export const BROKERS: readonly BrokerKind[] = [
     name: "mosquitto",
     colibri: false,
     unavailable: () => missing(MOSQUITTO),
-    command: (port, o) => ({ cmd: MOSQUITTO, args: ["-c", mosquittoConfig(port, o.workDir)] }),
+    command: (port, o) => ({ cmd: MOSQUITTO, args: ["-c", mosquittoConfig(port, o)] }),
   },
   {
     name: "aedes-node",
     colibri: false,
-    unavailable: () => missing(path.join(ROOT, "node_modules/aedes/package.json")),
+    unavailable: (wire) => tcpOnly(wire) ?? missing(path.join(ROOT, "node_modules/aedes/package.json")),
     command: (port) => ({ cmd: "node", args: [AEDES_SERVER, String(port)] }),
   },
   {
     name: "aedes-bun",
     colibri: false,
-    unavailable: () => missing(path.join(ROOT, "node_modules/aedes/package.json")) ?? missing(BUN),
+    unavailable: (wire) => tcpOnly(wire) ?? missing(path.join(ROOT, "node_modules/aedes/package.json")) ?? missing(BUN),
     command: (port) => ({ cmd: BUN, args: [AEDES_SERVER, String(port)] }),
+  },
+  {
+    // Aedes clustered the way Aedes is: mqemitter-redis + aedes-persistence-redis (node)
+    name: "aedes-cluster",
+    colibri: false,
+    clusters: true,
+    clusterOnly: true,
+    unavailable: () => missing(path.join(ROOT, "node_modules/mqemitter-redis/package.json")) ??
+      missing(path.join(ROOT, "node_modules/aedes-persistence-redis/package.json")),
+    command: (port, o) => ({ cmd: "node", args: [AEDES_CLUSTER_SERVER, String(port), String(new URL(o.redis!.url).port)] }),
   },
   {
     name: "sink",
     colibri: false,
-    unavailable: () => missing(BUN),
+    unavailable: (wire) => tcpOnly(wire) ?? missing(BUN),
     command: (port) => ({ cmd: BUN, args: [SINK_SERVER, String(port)] }),
   },
 ];

@@ -1,5 +1,5 @@
 /** Command-line options of scripts/bench.ts. */
-import { defaultTransport, type TransportKind } from "./transport.ts";
+import { defaultTransport, type TransportKind, WIRES, type Wire } from "./transport.ts";
 
 export interface BenchConfig {
   brokers: string[];
@@ -20,6 +20,8 @@ export interface BenchConfig {
   /** Publish rate of the fixed-rate latency scenario, msg/s. */
   latencyRate: number;
   transport: TransportKind;
+  /** What the clients speak to the broker: MQTT over TCP, TLS or WebSocket. */
+  wire: Wire;
   redisUrl: string;
   out?: string;
   markdown?: string;
@@ -31,7 +33,7 @@ export interface BenchConfig {
   argv: string[];
 }
 
-export const DEFAULT_BROKERS = ["colibri-bun", "colibri-deno", "mosquitto", "aedes-node", "aedes-bun"];
+export const DEFAULT_BROKERS = ["colibri-bun", "colibri-deno", "mosquitto", "aedes-node", "aedes-bun", "aedes-cluster"];
 
 export const USAGE = `Usage: bun run scripts/bench.ts [options]
   --brokers a,b,...     colibri-bun,colibri-deno,mosquitto,aedes-node,aedes-bun,sink
@@ -49,6 +51,8 @@ export const USAGE = `Usage: bun run scripts/bench.ts [options]
   --window N            override the closed-loop window (messages per publisher)
   --rate N              publish rate of the latency scenario, msg/s (default 20000)
   --transport bun|net   client sockets: Bun.connect or node:net (default: bun under Bun)
+  --wire tcp|tls|ws     MQTT over TCP, TLS (a throwaway certificate) or WebSocket, for the brokers
+                        that have such a listener (Colibri, Mosquitto; default tcp)
   --redis-url URL       for scenario 9 (default redis://127.0.0.1:6379)
   --out FILE            write all runs as JSON (e.g. bench-results/run.json)
   --markdown FILE       rewrite the results section of FILE (e.g. BENCHMARKS.md)
@@ -78,6 +82,7 @@ export function parseArgs(argv: string[], scenarioNames: readonly string[]): Ben
     connectConcurrency: 100,
     latencyRate: 20000,
     transport: defaultTransport(),
+    wire: "tcp",
     redisUrl: "redis://127.0.0.1:6379",
     quick,
     verbose: false,
@@ -155,6 +160,12 @@ export function parseArgs(argv: string[], scenarioNames: readonly string[]): Ben
         const t = value();
         if (t !== "bun" && t !== "net") throw new UsageError("--transport is bun or net");
         cfg.transport = t;
+        break;
+      }
+      case "--wire": {
+        const w = value() as Wire;
+        if (!WIRES.includes(w)) throw new UsageError(`--wire is one of ${WIRES.join(", ")}`);
+        cfg.wire = w;
         break;
       }
       case "--redis-url":

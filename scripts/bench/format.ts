@@ -16,8 +16,18 @@ export function formatValue(v: number, unit: Unit): string {
       return v >= 1000 ? `${sig(v / 1000)} ms` : `${v.toFixed(0)} µs`;
     case "KB/conn":
       return `${sig(v)} KB`;
+    case "MB":
+      return `${sig(v)} MB`;
     case "s":
       return `${sig(v)} s`;
+    case "ms":
+      return `${sig(v)} ms`;
+    case "ratio":
+      return `×${v.toFixed(2)}`;
+    case "cmd/msg":
+      return `${sig(v)} cmd/msg`;
+    case "B/msg":
+      return `${sig(v)} B/msg`;
   }
 }
 

@@ -43,6 +43,8 @@ export interface LoadSpec {
 export interface LoadTarget {
   host: string;
   port: number;
+  /** Where the subscribers connect (another node of a cluster); default `port`. */
+  subPort?: number;
   connector: Connector;
   sample(): ResourceSample;
   /** CPU seconds of processes serving the broker (Redis), kept out of "other". */
@@ -241,8 +243,8 @@ export async function runLoad(spec: LoadSpec, target: LoadTarget): Promise<LoadR
 
   const t0 = performance.now();
   const subscribers: MqttClient[] = [];
-  const connectOne = async (c: MqttClient, id: string, clean: boolean): Promise<void> => {
-    await c.open(target.connector, target.host, target.port, { clientId: id, clean, keepAlive: 0 });
+  const connectOne = async (c: MqttClient, id: string, clean: boolean, port = target.port): Promise<void> => {
+    await c.open(target.connector, target.host, port, { clientId: id, clean, keepAlive: 0 });
   };
   const allClients: MqttClient[] = [];
   try {
@@ -274,7 +276,7 @@ export async function runLoad(spec: LoadSpec, target: LoadTarget): Promise<LoadR
       });
       subscribers[s] = c;
       allClients.push(c);
-      await connectOne(c, `${spec.label}-s${s}`, spec.subClean);
+      await connectOne(c, `${spec.label}-s${s}`, spec.subClean, target.subPort);
       await c.subscribe(spec.subFilters(s).map((filter) => ({ filter, qos })));
     });
     await inPool(P, spec.connectConcurrency, async (i) => {

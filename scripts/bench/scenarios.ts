@@ -10,8 +10,10 @@ import { type Connector } from "./transport.ts";
 import { sleep } from "./ports.ts";
 import { deletePrefix, parseRedisUrl, redisPing } from "./redis-keys.ts";
 import { cpuSeconds, listenerPid } from "./procfs.ts";
+import { runSlowConsumer } from "./slow-consumer.ts";
+import { CLUSTER_SCENARIOS } from "./cluster.ts";
 
-export type Unit = "msg/s" | "deliveries/s" | "µs" | "KB/conn" | "s";
+export type Unit = "msg/s" | "deliveries/s" | "µs" | "KB/conn" | "s" | "MB" | "ratio" | "cmd/msg" | "B/msg" | "ms";
 
 export interface MetricSpec {
   name: string;
@@ -52,6 +54,8 @@ export interface Outcome extends Measured {
 
 export interface RunContext {
   broker: RunningBroker;
+  /** How the broker was launched (a cluster scenario starts more nodes the same way). */
+  launch: LaunchOptions;
   cfg: BenchConfig;
   connector: Connector;
   /** Unique per run; used for client ids. */
@@ -73,6 +77,8 @@ export interface Scenario {
   description(cfg: BenchConfig): string;
   metrics: MetricSpec[];
   colibriOnly?: boolean;
+  /** Only for brokers that form a cluster over a shared Redis (BrokerKind.clusters). */
+  clusterOnly?: boolean;
   /** File descriptors the generator and the broker each need. */
   fds?(cfg: BenchConfig): number;
   /** Runs before the broker starts; a returned string means "skip" with that reason. */
@@ -83,15 +89,16 @@ export interface Scenario {
 const msgRate: MetricSpec = { name: "throughput", unit: "msg/s", better: "higher" };
 const deliveryRate: MetricSpec = { name: "throughput", unit: "deliveries/s", better: "higher" };
 
-type LoadShape = Omit<LoadSpec, "label" | "warmupMs" | "measureMs" | "drainMs" | "connectConcurrency" | "mode"> & {
+export type LoadShape = Omit<LoadSpec, "label" | "warmupMs" | "measureMs" | "drainMs" | "connectConcurrency" | "mode"> & {
   mode: LoadMode;
 };
 
-function closed(window: number, cfg: BenchConfig): LoadMode {
+export function closed(window: number, cfg: BenchConfig): LoadMode {
   return { kind: "closed", window: cfg.window ?? window };
 }
 
-async function load(ctx: RunContext, shape: LoadShape): Promise<LoadResult> {
+/** Run one load against the run's broker (subscribers on `subPort`: another node of a cluster). */
+export async function load(ctx: RunContext, shape: LoadShape, subPort?: number): Promise<LoadResult> {
   const { cfg, broker } = ctx;
   return await runLoad(
     {
@@ -105,6 +112,7 @@ async function load(ctx: RunContext, shape: LoadShape): Promise<LoadResult> {
     {
       host: "127.0.0.1",
       port: broker.port,
+      subPort,
       connector: ctx.connector,
       sample: () => broker.sample(),
       helperCpu: () => ctx.helperPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0),
@@ -112,7 +120,7 @@ async function load(ctx: RunContext, shape: LoadShape): Promise<LoadResult> {
   );
 }
 
-function outcome(r: LoadResult, values: number[], strict: boolean): Outcome {
+export function outcome(r: LoadResult, values: number[], strict: boolean): Outcome {
   const notes: string[] = [];
   if (r.protocolErrors.length > 0) notes.push(`protocol errors: ${r.protocolErrors.join("; ")}`);
   return {
@@ -128,7 +136,7 @@ function outcome(r: LoadResult, values: number[], strict: boolean): Outcome {
   };
 }
 
-function qos1Shape(cfg: BenchConfig, subClean: boolean): LoadShape {
+export function qos1Shape(cfg: BenchConfig, subClean: boolean): LoadShape {
   return {
     pubs: 10,
     subs: 10,
@@ -353,9 +361,56 @@ export const SCENARIOS: readonly Scenario[] = [
       return outcome(r, [r.rate], true);
     },
   },
+  {
+    name: "slow-consumer",
+    title: (cfg) => `QoS 1 slow consumer, ${slowMessages(cfg)} × 1 MB`,
+    description: (cfg) =>
+      `One subscriber holds \`bench/slow/<run>\` at QoS 1 and stops reading right after its SUBACK (socket paused); one ` +
+      `publisher sends it ${slowMessages(cfg)} QoS 1 messages of 1 MB, 8 unacknowledged at a time (30 s at most). Then, ` +
+      `after 2 s: the memory the broker says it holds (Colibri: \`$SYS/broker/memory/held\`, its accounting of message ` +
+      `bytes and output buffers; Mosquitto: \`$SYS/broker/heap/current\`, its tracked heap; Aedes has no such figure) and ` +
+      `its RSS; the subscriber's socket is then closed and RSS read again 2 s later. Brokers run with their defaults ` +
+      `(Colibri: --max-queued-bytes 4 MiB per session; Mosquitto: the settings above, so max_queued_messages 100000 and ` +
+      `no byte limit) plus a $SYS interval of 1 s.`,
+    metrics: [
+      { name: "held (broker's own figure)", unit: "MB", better: "lower" },
+      { name: "RSS while stuck", unit: "MB", better: "lower" },
+      { name: "RSS after it left", unit: "MB", better: "lower" },
+    ],
+    prepare: () => Promise.resolve({ launch: { sysInterval: 1 } }),
+    run: async (ctx) => {
+      const kind = ctx.broker.kind;
+      const sysTopic = kind.colibri ? "$SYS/broker/memory/held" : kind.name === "mosquitto" ? "$SYS/broker/heap/current" : undefined;
+      const r = await runSlowConsumer({
+        host: "127.0.0.1",
+        port: ctx.broker.port,
+        label: ctx.label,
+        messageSize: 1024 * 1024,
+        messages: slowMessages(ctx.cfg),
+        window: 8,
+        budgetMs: 30_000,
+        settleMs: 2000,
+        sysTopic,
+        sample: () => ctx.broker.sample(),
+      });
+      const mb = (bytes: number | undefined) => (bytes === undefined ? NaN : bytes / (1024 * 1024));
+      return {
+        values: [mb(r.accountedWhileSlow), r.rssWhileSlowKb / 1024, r.rssAfterKb / 1024],
+        brokerRssKb: r.rssWhileSlowKb,
+        notes: [...r.notes, `${r.acknowledged}/${r.published} acknowledged in ${r.publishSeconds.toFixed(1)} s`],
+        detail: r,
+      };
+    },
+  },
+  ...CLUSTER_SCENARIOS,
 ];
 
 export const SCENARIO_NAMES = SCENARIOS.map((s) => s.name);
+
+/** Messages of the slow-consumer scenario: 500 MB (quick: 200 MB). */
+function slowMessages(cfg: BenchConfig): number {
+  return cfg.quick ? 200 : 500;
+}
 
 export function scenario(name: string): Scenario {
   const s = SCENARIOS.find((x) => x.name === name);

@@ -105,8 +105,11 @@ export interface ClusterBus {
   /** Replace this node's whole route entry (after an outage). */
   resetRoutes(filters: string[]): Promise<void>;
 
-  /** Send a message to a node's inbox; batched per tick; resolves when it is stored. */
-  send(node: string, f: Forward): Promise<void>;
+  /**
+   * Send a message to a node's inbox (for its ordinary subscriptions when `plain`, and for the
+   * shared groups named); batched per tick; resolves when it is stored.
+   */
+  send(node: string, msg: StoredMessage, publisher: string | undefined, plain: boolean, shares?: string[]): Promise<void>;
   /** Ask a node to do something; resolves when it answered, rejects after timeoutMs. */
   request(node: string, req: Request, timeoutMs: number): Promise<void>;
 

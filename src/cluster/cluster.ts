@@ -71,30 +71,40 @@ export class Cluster {
     if (remote === undefined || (remote.nodes.length === 0 && remote.shares.size === 0)) {
       return router.route(msg, publisher);
     }
-    const targets = new Map<string, Forward>();
-    const target = (node: string) => {
-      let f = targets.get(node);
-      if (!f) targets.set(node, f = { msg, publisher, plain: false });
-      return f;
+    if (remote.shares.size === 0) {
+      // the common case: ordinary subscriptions only, one send per node, nothing to decide
+      const r: RouteResult = router.route(msg, publisher);
+      for (const node of remote.nodes) this.sendTo(node, msg, publisher, true, undefined, r);
+      return r;
+    }
+    // shared groups: this node or one of those with members, round robin per group
+    let chosen: Map<string, string[]> | undefined;
+    const choose = (node: string, share: string) => {
+      const list = (chosen ??= new Map()).get(node);
+      if (list) list.push(share);
+      else chosen.set(node, [share]);
     };
-    for (const n of remote.nodes) target(n).plain = true;
     let decided: Set<string> | undefined;
-    const r = router.route(msg, publisher, remote.shares.size === 0 ? undefined : {
+    const r: RouteResult = router.route(msg, publisher, {
       share: (share) => {
         (decided ??= new Set()).add(share);
         const nodes = remote.shares.get(share);
         if (nodes === undefined) return true;
         const i = this.next(share, nodes.length + 1);
         if (i === nodes.length) return true;
-        (target(nodes[i]).shares ??= []).push(share);
+        choose(nodes[i], share);
         return false;
       },
     });
     for (const [share, nodes] of remote.shares) {
-      if (decided?.has(share)) continue;
-      (target(nodes[this.next(share, nodes.length)]).shares ??= []).push(share);
+      if (!decided?.has(share)) choose(nodes[this.next(share, nodes.length)], share);
     }
-    return this.send(targets, msg, r);
+    for (const node of remote.nodes) {
+      this.sendTo(node, msg, publisher, true, chosen?.get(node), r);
+      chosen?.delete(node);
+    }
+    if (chosen) for (const [node, shares] of chosen) this.sendTo(node, msg, publisher, false, shares, r);
+    return r;
   }
 
   private next(share: string, n: number): number {
@@ -103,17 +113,15 @@ export class Cluster {
     return i;
   }
 
-  private send(targets: Map<string, Forward>, msg: StoredMessage, r: RouteResult): RouteResult {
-    let pending = r.pending;
-    let matched = r.matched;
-    for (const [node, f] of targets) {
-      matched++;
-      const p = this.bus.send(node, f);
-      if (msg.qos > 0) (pending ??= []).push(p);
-      else p.catch((e) => this.host.log.debug("QoS 0 message not forwarded", { node, error: String(e) }));
-    }
-    return { matched, pending };
+  /** One node's copy; a QoS 1/2 publisher's acknowledgement waits until it is stored. */
+  private sendTo(node: string, msg: StoredMessage, publisher: string | undefined, plain: boolean, shares: string[] | undefined, r: RouteResult): void {
+    r.matched++;
+    const p = this.bus.send(node, msg, publisher, plain, shares);
+    if (msg.qos > 0) (r.pending ??= []).push(p);
+    else p.catch(this.qos0Lost);
   }
+
+  private qos0Lost = (e: unknown) => this.host.log.debug("QoS 0 message not forwarded", { error: String(e) });
 
   // --- from other nodes -------------------------------------------------------------------
 
@@ -153,7 +161,7 @@ export class Cluster {
       this.host.log.debug("shared message dropped: no member left in the cluster", { share });
       return undefined;
     }
-    return this.bus.send(nodes[this.next(share, nodes.length)], { msg, publisher, plain: false, shares: [share] });
+    return this.bus.send(nodes[this.next(share, nodes.length)], msg, publisher, false, [share]);
   }
 
   /** What the route table says about a topic (tests, metrics). */

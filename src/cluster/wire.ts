@@ -150,24 +150,23 @@ export class ForwardBatch {
   private w = new Writer();
   count = 0;
 
-  add(f: Forward): void {
-    const m = f.msg;
+  add(m: StoredMessage, publisher: string | undefined, plain: boolean, shares?: string[]): void {
     const w = this.w;
-    let flags = (m.retain ? 1 : 0) | (m.qos << 1) | (f.plain ? 8 : 0);
-    if (f.publisher !== undefined) flags |= 16;
+    let flags = (m.retain ? 1 : 0) | (m.qos << 1) | (plain ? 8 : 0);
+    if (publisher !== undefined) flags |= 16;
     if (m.expiresAt !== undefined) flags |= 32;
     if (m.properties !== undefined) flags |= 64;
-    if (f.shares !== undefined && f.shares.length > 0) flags |= 128;
+    if (shares !== undefined && shares.length > 0) flags |= 128;
     w.u8(flags);
     w.str(m.id);
     w.str(m.topic);
     w.f64(m.receivedAt);
     if (m.expiresAt !== undefined) w.f64(m.expiresAt);
-    if (f.publisher !== undefined) w.str(f.publisher);
+    if (publisher !== undefined) w.str(publisher);
     if (m.properties !== undefined) w.bytes(enc.encode(propsJson(m.properties)));
     if (flags & 128) {
-      w.u16(f.shares!.length);
-      for (const s of f.shares!) w.str(s);
+      w.u16(shares!.length);
+      for (const s of shares!) w.str(s);
     }
     w.bytes(m.payload);
     this.count++;
@@ -180,7 +179,7 @@ export class ForwardBatch {
 
 export function encodeForwards(list: Forward[]): Uint8Array {
   const b = new ForwardBatch();
-  for (const f of list) b.add(f);
+  for (const f of list) b.add(f.msg, f.publisher, f.plain, f.shares);
   return b.bytes();
 }
 

@@ -11,6 +11,7 @@
  * the filter can reach.
  */
 import {
+  type MessageHolder,
   type OutgoingEntry,
   type Persistence,
   type RetainedQuota,
@@ -199,6 +200,11 @@ export class MemoryPersistence implements Persistence {
 
   retainedBytes(): Promise<number> {
     return Promise.resolve(this.retained.payloadBytes);
+  }
+
+  /** Retained messages count towards the broker's --max-memory-bytes (they live in process). */
+  trackMemory(account: MessageHolder): void {
+    this.retained.setHolder(account);
   }
 
   close(): Promise<void> {

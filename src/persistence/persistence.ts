@@ -13,7 +13,7 @@
  *   message that depended on it.
  */
 
-import type { OutgoingEntry, QoS, StoredMessage, StoredSubscription, StoredWill } from "../message.ts";
+import type { MessageHolder, OutgoingEntry, QoS, StoredMessage, StoredSubscription, StoredWill } from "../message.ts";
 export type * from "../message.ts";
 
 export interface SessionRecord {
@@ -93,6 +93,13 @@ export interface Persistence {
   retainedCount(): Promise<number>;
   /** Payload bytes of every retained message together. */
   retainedBytes(): Promise<number>;
+
+  /**
+   * In-process stores only (memory): report every message kept in process memory beyond what
+   * sessions hold (retained messages), so that --max-memory-bytes covers them. A store that
+   * keeps messages elsewhere (Redis) does not implement it.
+   */
+  trackMemory?(account: MessageHolder): void;
 
   // --- cluster ownership (optional: a backend shared by several nodes) ----------------------
   /**

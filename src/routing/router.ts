@@ -56,6 +56,11 @@ interface Match {
 }
 
 const CACHE_LIMIT = 10_000;
+/**
+ * The cache keys are topic names of up to 64 KB: 10,000 long ones would keep 640 MB alive, so
+ * the cache is also dropped once its keys add up to this many characters.
+ */
+const CACHE_KEY_CHARS = 4 * 1024 * 1024;
 
 /** How one route() call delivers (defaults: every local subscription, every group). */
 export interface RouteOptions {
@@ -73,12 +78,13 @@ export class Router {
   private trie = new TopicTrie<Entry>();
   private shared = new TopicTrie<SharedGroup<Subscriber>>();
   private cache = new Map<string, Match>();
+  private cacheChars = 0;
   /** Local subscribers per filter as sent (a `$share/...` filter counts its members). */
   private counts = new Map<string, number>();
 
   /** Add or replace a subscription; true when the filter was not routed to this node before. */
   add(sub: Subscriber, s: StoredSubscription, share?: { group: string; filter: string }): boolean {
-    this.cache.clear();
+    this.clearCache();
     let isNew: boolean;
     if (share) {
       let g = this.shared.get(share.filter, share.group);
@@ -96,7 +102,7 @@ export class Router {
 
   /** Remove a subscription; true when it was the filter's last one on this node. */
   remove(clientId: string, filter: string, share?: { group: string; filter: string }): boolean {
-    this.cache.clear();
+    this.clearCache();
     if (share) {
       const g = this.shared.get(share.filter, share.group);
       if (!g || !g.delete(clientId)) return false;
@@ -121,6 +127,16 @@ export class Router {
     return this.group(share) !== undefined;
   }
 
+  /** Topics and key characters the match cache holds (bounded, see CACHE_KEY_CHARS). */
+  get cacheFootprint(): { topics: number; chars: number } {
+    return { topics: this.cache.size, chars: this.cacheChars };
+  }
+
+  private clearCache(): void {
+    this.cache.clear();
+    this.cacheChars = 0;
+  }
+
   private lookup(topic: string): Match {
     let m = this.cache.get(topic);
     if (m) return m;
@@ -133,7 +149,8 @@ export class Router {
     const groups: SharedGroup<Subscriber>[] = [];
     this.shared.match(topic, (_k, g) => groups.push(g));
     m = { targets: [...byClient.values()], groups };
-    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    if (this.cache.size >= CACHE_LIMIT || this.cacheChars + topic.length > CACHE_KEY_CHARS) this.clearCache();
+    this.cacheChars += topic.length;
     this.cache.set(topic, m);
     return m;
   }

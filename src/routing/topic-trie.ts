@@ -69,24 +69,40 @@ export class TopicTrie<V> {
     return true;
   }
 
-  /** Call fn for every (key, value, filterNodeValues) matching a topic name. */
+  /**
+   * Call fn for every (key, value) whose filter matches a topic name. The walk keeps its own
+   * stack instead of recursing per level: a topic may have thousands of levels (up to
+   * --max-topic-levels; the trie itself sets no limit), the call stack may not.
+   */
   match(topic: string, fn: (key: string, value: V) => void): void {
     const levels = topic.split("/");
+    const n = levels.length;
     const dollar = topic.charCodeAt(0) === 0x24;
-    this.walk(this.root, levels, 0, dollar, fn);
-  }
-
-  private walk(node: TrieNode<V>, levels: string[], i: number, dollar: boolean, fn: (k: string, v: V) => void) {
-    const skipWild = dollar && i === 0;
-    // '#' matches this level and everything below, including the parent level [MQTT-4.7.1-2]
-    if (node.hash && !skipWild) emit(node.hash, fn);
-    if (i === levels.length) {
-      if (node.values) emit(node, fn);
-      return;
+    // pending (node, level index) pairs; each step pushes at most two, so the stack stays
+    // within levels + 1 entries per branch taken
+    const nodes: TrieNode<V>[] = [this.root];
+    const depth: number[] = [0];
+    while (nodes.length > 0) {
+      const node = nodes.pop()!;
+      const i = depth.pop()!;
+      const skipWild = dollar && i === 0;
+      // '#' matches this level and everything below, including the parent level [MQTT-4.7.1-2]
+      if (node.hash && !skipWild) emit(node.hash, fn);
+      if (i === n) {
+        if (node.values) emit(node, fn);
+        continue;
+      }
+      // '+' pushed first so that the literal child is walked first
+      if (node.plus && !skipWild) {
+        nodes.push(node.plus);
+        depth.push(i + 1);
+      }
+      const child = node.children?.get(levels[i]);
+      if (child) {
+        nodes.push(child);
+        depth.push(i + 1);
+      }
     }
-    const child = node.children?.get(levels[i]);
-    if (child) this.walk(child, levels, i + 1, dollar, fn);
-    if (node.plus && !skipWild) this.walk(node.plus, levels, i + 1, dollar, fn);
   }
 }
 

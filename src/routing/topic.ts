@@ -15,6 +15,19 @@ export function topicNameError(topic: string): string | undefined {
   return undefined;
 }
 
+/**
+ * True when `s` (a topic name or filter) has more than `max` levels. Stops counting at max + 1,
+ * so a topic of 65,535 '/' costs no more than one within the limit (--max-topic-levels).
+ */
+export function exceedsLevels(s: string, max: number): boolean {
+  if (s.length < max) return false; // n characters make at most n + 1 levels: the common case is free
+  let levels = 1;
+  for (let i = s.indexOf("/"); i !== -1; i = s.indexOf("/", i + 1)) {
+    if (++levels > max) return true;
+  }
+  return false;
+}
+
 /** Why a topic filter is invalid, or undefined when valid. */
 export function topicFilterError(filter: string): string | undefined {
   if (filter.length === 0) return "topic filter is empty"; // [MQTT-4.7.3-1]

@@ -41,9 +41,11 @@ export interface AuthState {
 export function connectInfo(c: Client, p: ConnectPacket): ConnectInfo {
   return {
     clientId: p.clientId,
-    username: p.username,
+    // the CONNECT's, or the verified certificate's identity (use-identity-as-username)
+    username: c.username,
     password: p.password,
     remoteAddress: c.conn.remote.address,
+    certificateIdentity: c.listener?.useIdentityAsUsername ? c.conn.identity : undefined,
     protocolVersion: c.version,
   };
 }

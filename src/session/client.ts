@@ -9,6 +9,7 @@
  * pauses the connection's input until it settles.
  */
 import type { Connection, ConnectionEvents } from "../transport.ts";
+import type { ListenerSpec } from "../listener-spec.ts";
 import { connectProtocolLevel, decode, encode, Framer, type OutPacket, PINGRESP } from "../protocol/codec.ts";
 import { encodePublish, reuseWire, type PublishProperties, withPacketId } from "../protocol/publish-codec.ts";
 import { connackCodeV3, MqttError, RC } from "../protocol/reason-codes.ts";
@@ -32,6 +33,13 @@ let encMsg: StoredMessage | undefined;
 const encCache = new Map<number | string, { bytes: Uint8Array; pidOffset: number }>();
 const NO_TOPIC = new Uint8Array(0);
 
+/** The fan-out is over: let go of its encodings (a large message's would stay pinned). */
+export function releaseEncodings(): void {
+  if (encMsg === undefined) return;
+  encMsg = undefined;
+  encCache.clear();
+}
+
 /** Protocol level of a CONNECT at the start of `b` (fixed header included), or -1. */
 function leadingConnectLevel(b: Uint8Array): number {
   if (b.length < 2 || b[0] >> 4 !== 1) return -1;
@@ -54,6 +62,8 @@ export class Client implements ConnectionEvents {
    * accepted: the last socket read (keepalive).
    */
   lastSeen: number;
+  /** KeepaliveWheel bookkeeping (Watched). */
+  wheelSlot = 0;
   /** Outgoing window: min(client Receive Maximum, broker maxInflight). */
   sendWindow = 65535;
   /** Client's Maximum Packet Size (MQTT 5); Infinity when not given. */
@@ -69,8 +79,6 @@ export class Client implements ConnectionEvents {
   liveQos2: Set<number> | undefined;
   /** Session Expiry Interval as sent in CONNECT (MQTT 5 DISCONNECT may change it, not from 0). */
   connectExpiry = 0;
-  /** The user name this connection authenticated as (undefined: anonymous). */
-  username: string | undefined;
   /** What authenticated it (Authenticator.stillValid after a reload). */
   authStamp: unknown;
   /** MQTT 5 enhanced authentication: its method, and the exchange in progress (authenticate.ts). */
@@ -85,6 +93,8 @@ export class Client implements ConnectionEvents {
   private cur: Uint8Array | undefined;
   private curPos = 0;
   private outBytes = 0;
+  /** The adapter's bufferedAmount as last reported to the broker's memory account. */
+  private outHeld = 0;
   private drainWaiters: Array<() => void> | undefined;
   private dirty = false;
   private paused = false;
@@ -92,7 +102,13 @@ export class Client implements ConnectionEvents {
   /** The socket closed while input was held behind a pending handler (see close). */
   private socketGone: Error | null | undefined;
 
-  constructor(readonly conn: Connection, readonly ctx: BrokerContext) {
+  /**
+   * The user name this connection authenticates as: CONNECT's, or the client certificate's
+   * identity on a listener with use-identity-as-username (the authentication work reads it).
+   */
+  username: string | undefined;
+
+  constructor(readonly conn: Connection, readonly ctx: BrokerContext, readonly listener?: ListenerSpec) {
     // CONNECT has its own, smaller limit until it is accepted (markConnected)
     this.framer = new Framer(Math.min(ctx.config.maxConnectSize, ctx.config.maxPacketSize));
     this.lastSeen = ctx.clock.now();
@@ -329,6 +345,16 @@ export class Client implements ConnectionEvents {
     this.out = undefined;
     this.outBytes = 0;
     this.conn.write(buf);
+    this.trackOutput();
+  }
+
+  /** Tell the memory account how much the adapter holds for this socket now. */
+  private trackOutput(): void {
+    const held = this.closed ? 0 : this.conn.bufferedAmount;
+    if (held !== this.outHeld) {
+      this.ctx.memory.addOutput(held - this.outHeld);
+      this.outHeld = held;
+    }
   }
 
   /** Bytes queued for this connection and not yet taken by the OS (this tick's + the adapter's). */
@@ -349,6 +375,7 @@ export class Client implements ConnectionEvents {
 
   /** ConnectionEvents.drain: the adapter's buffer is empty again. */
   drain(): void {
+    this.trackOutput();
     const w = this.drainWaiters;
     if (!w) return;
     this.drainWaiters = undefined;
@@ -440,8 +467,8 @@ export class Client implements ConnectionEvents {
     }
     const v5 = this.version === 5;
     if (encMsg !== msg) {
+      if (encMsg !== undefined) encCache.clear(); // (releaseEncodings left it empty)
       encMsg = msg;
-      encCache.clear();
     }
     let key: number | string = (v5 ? 8 : 0) | (qos << 1) | (retain ? 1 : 0);
     let expiry = -1;
@@ -503,6 +530,7 @@ export class Client implements ConnectionEvents {
     this.closed = true;
     this.closeReason = why;
     this.conn.close();
+    this.ctx.wheel.unwatch(this);
     this.drain(); // nobody waits for output that will not be written
     this.ctx.clientClosed(this, publishWill);
   }
@@ -522,6 +550,7 @@ export class Client implements ConnectionEvents {
     this.out = undefined;
     this.cur = undefined;
     this.outBytes = 0;
+    this.ctx.wheel.unwatch(this);
     this.drain();
     this.ctx.clientClosed(this, true);
   }

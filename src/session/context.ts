@@ -10,6 +10,7 @@ import type { Session } from "./session.ts";
 import type { KeepaliveWheel } from "./keepalive.ts";
 import type { Identity, Permissions, Security } from "../auth/auth.ts";
 import type { ConnectionLimits } from "../limits/connections.ts";
+import type { MemoryAccount } from "./memory.ts";
 
 export interface Stats {
   connections: number;
@@ -21,6 +22,12 @@ export interface Stats {
   protocolErrors: number;
   /** Writes to the store that failed (each also logged). */
   persistenceErrors: number;
+  /** QoS 0 publishes dropped because the broker was past 80 % of --max-memory-bytes. */
+  shedQos0: number;
+  /** QoS 1/2 publishes refused (0x97, or 3.1.1 closed) past 90 % of --max-memory-bytes. */
+  refusedPublishes: number;
+  /** Connections refused (0x89 / 3.1.1 0x03) past --max-memory-bytes. */
+  refusedConnections: number;
   /** Logins refused (bad credentials, anonymous not allowed, failed SCRAM). */
   authFailures: number;
   /** Publishes, subscriptions and wills refused by the client's permissions (ACL, `$`-topics). */
@@ -49,6 +56,8 @@ export interface BrokerContext {
   readonly stats: Stats;
   readonly sessions: Map<string, Session>;
   readonly wheel: KeepaliveWheel;
+  /** Bytes held for messages and the memory pressure level (memory.ts). */
+  readonly memory: MemoryAccount;
   /** Route a message from a client (or a will); resolves when everything it needs is stored. */
   publish(msg: StoredMessage, publisher?: string): PublishResult;
   /** Authentication and authorization (auth/auth.ts). */

@@ -11,6 +11,8 @@ export interface Watched {
   /** Epoch ms after which the connection is dead; Infinity = not watched. */
   deadline(): number;
   expire(): void;
+  /** The bucket (second) it is filed in; kept by the wheel, 0 = none. */
+  wheelSlot: number;
 }
 
 export class KeepaliveWheel {
@@ -25,10 +27,33 @@ export class KeepaliveWheel {
     const d = w.deadline();
     if (!Number.isFinite(d)) return;
     const sec = Math.ceil(d / 1000);
+    if (w.wheelSlot !== 0 && w.wheelSlot !== sec) this.buckets.get(w.wheelSlot)?.delete(w);
     let b = this.buckets.get(sec);
     if (!b) this.buckets.set(sec, b = new Set());
     b.add(w);
+    w.wheelSlot = sec;
     if (sec * 1000 < this.nextDue) this.arm(sec * 1000);
+  }
+
+  /**
+   * Forget a connection that closed: its bucket may be a keepalive period away, and until then
+   * it would keep the closed connection and everything it references (output buffers) alive.
+   */
+  unwatch(w: Watched): void {
+    const slot = w.wheelSlot;
+    if (slot === 0) return;
+    w.wheelSlot = 0;
+    const b = this.buckets.get(slot);
+    if (b === undefined) return;
+    b.delete(w);
+    if (b.size === 0) this.buckets.delete(slot);
+  }
+
+  /** Connections filed (tests: nothing is held after its connection closed). */
+  get watching(): number {
+    let n = 0;
+    for (const b of this.buckets.values()) n += b.size;
+    return n;
   }
 
   private arm(at: number) {
@@ -47,6 +72,7 @@ export class KeepaliveWheel {
       const b = this.buckets.get(s)!;
       this.buckets.delete(s);
       for (const w of b) {
+        w.wheelSlot = 0;
         if (w.deadline() <= now) w.expire();
         else this.watch(w);
       }

@@ -5,14 +5,23 @@
  *
  * Every change of a persistent session is mirrored to the Persistence seam; the promise a
  * delivery returns is what the publisher's PUBACK/PUBREC waits for.
+ *
+ * Bounds: the inflight window in messages (client Receive Maximum, --max-inflight), the queue
+ * behind it in messages (--max-queued-messages), and both together in bytes
+ * (--max-queued-bytes). Every entry that enters inflight or the queue is held in the broker's
+ * memory account (memory.ts) and released when it leaves, by whatever way it leaves.
  */
 import type { OutgoingEntry, StoredMessage, StoredSubscription, StoredWill } from "../message.ts";
 import type { Permissions } from "../auth/auth.ts";
 import type { DeliveryOptions, Subscriber } from "../routing/router.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Client } from "./client.ts";
+import { compactPayload, messageBytes } from "./memory.ts";
 
 export const NEVER_EXPIRES = 0xffffffff;
+/** Unacknowledged messages at which a client counts as lagging, and below which it no longer does. */
+const LAG_START = 256;
+const LAG_END = 32;
 
 /** A delivery waiting for the session to be set up (Session.hold). */
 interface Held {
@@ -21,14 +30,6 @@ interface Held {
   done?: { resolve: () => void; reject: (e: unknown) => void };
 }
 
-/**
- * Replace a payload that views a much larger buffer (the socket read it arrived in) by its own
- * copy; done once per message, when it is kept beyond the current tick (retained, queued).
- */
-export function compactPayload(msg: StoredMessage): void {
-  const p = msg.payload;
-  if (p.buffer.byteLength > p.byteLength + 256) msg.payload = p.slice();
-}
 
 /** Shared empty placeholders, replaced by a real array on first push (see the fields below). */
 const NONE: OutgoingEntry[] = Object.freeze([]) as unknown as OutgoingEntry[];
@@ -57,6 +58,16 @@ export class Session implements Subscriber {
   pendingWill: StoredWill | undefined;
   willTimer: unknown;
   droppedMessages = 0;
+  /** Bytes of the messages in inflight + queue (each entry counted, see count/uncount). */
+  heldBytes = 0;
+  /**
+   * Set while the client lags (a message had to wait behind its window, or LAG_START are
+   * unacknowledged), cleared when fewer than LAG_END are in flight. Meanwhile the messages it
+   * holds get their own copy of the payload (compactPayload) instead of a view of the socket
+   * read they arrived in, which they would otherwise keep alive for as long as the client takes.
+   * A client that keeps up never pays for the copy.
+   */
+  private lagging = false;
   /**
    * While the session is being set up on this node (taken over from another node, or adopted
    * from a dead one) deliveries wait here, in order; those drained from a dead node's inbox
@@ -192,25 +203,40 @@ export class Session implements Subscriber {
       this.client?.sendPublish(msg, 0, o.retain, o.subscriptionIds, 0, false);
       return;
     }
+    const cfg = this.ctx.config;
+    // the byte bound covers inflight and queue together; a session holding nothing takes any
+    // message (up to the maximum packet size), so a large one still reaches a reading client
+    const size = messageBytes(msg);
+    if (this.heldBytes !== 0 && this.heldBytes + size > cfg.maxQueuedBytes) {
+      this.dropExpired();
+      if (this.heldBytes !== 0 && this.heldBytes + size > cfg.maxQueuedBytes) {
+        this.dropped(`more than ${cfg.maxQueuedBytes} bytes held (--max-queued-bytes)`);
+        return;
+      }
+    }
     const entry: OutgoingEntry = { msg, qos: o.qos, retain: o.retain, subscriptionIds: o.subscriptionIds, state: "queued" };
     if (o.share !== undefined) entry.share = o.share;
     const c = this.client;
     // [MQTT-3.3.4-9] [MQTT-4.9.0-2] no more than the client's Receive Maximum unacknowledged
     if (c && this.queue.length === 0 && this.resendPids.length === 0 && this.inflight.size < c.sendWindow) {
+      if (this.lagging) compactPayload(msg);
       if (!this.send(c, entry, false)) return; // too large for this client: dropped
+      if (!this.lagging && this.inflight.size >= LAG_START) this.startLagging();
     } else {
-      // the bound is on messages waiting behind the window; the window itself is bounded by
-      // maxInflight / the client's Receive Maximum, so a healthy client with a full window
+      // the count bound is on messages waiting behind the window; the window itself is bounded
+      // by maxInflight / the client's Receive Maximum, so a healthy client with a full window
       // still has maxQueuedMessages of room for a burst
-      if (this.queue.length >= this.ctx.config.maxQueuedMessages) this.dropExpired();
-      if (this.queue.length >= this.ctx.config.maxQueuedMessages) {
-        this.dropped("queue full");
+      if (this.queue.length >= cfg.maxQueuedMessages) this.dropExpired();
+      if (this.queue.length >= cfg.maxQueuedMessages) {
+        this.dropped("queue full (--max-queued-messages)");
         return;
       }
       if (this.queue === NONE) this.queue = [];
       compactPayload(msg); // it may wait long: do not pin the socket read it arrived in
+      if (!this.lagging) this.startLagging();
       this.queue.push(entry);
     }
+    this.count(entry);
     if (this.persistent) {
       const stored = this.ctx.persistence.enqueue(this.clientId, [{ ...entry }]);
       // whoever waits on it (a publisher's ack) handles a failure; a lost ownership is ours
@@ -219,11 +245,34 @@ export class Session implements Subscriber {
     }
   }
 
+  /** The client went away and the session stays: what it holds may wait long (see lagging). */
+  detached(): void {
+    this.startLagging();
+  }
+
+  /** The client fell behind: what it holds in flight stops pinning socket reads (see lagging). */
+  private startLagging(): void {
+    this.lagging = true;
+    if (this._inflight !== undefined) for (const e of this._inflight.values()) compactPayload(e.msg);
+  }
+
+  /** The entry entered inflight or the queue: its message counts for this session and the broker. */
+  private count(e: OutgoingEntry): void {
+    this.heldBytes += this.ctx.memory.hold(e.msg);
+  }
+
+  /** The entry left inflight / the queue (acknowledged, dropped, handed over, session gone). */
+  private uncount(e: OutgoingEntry): void {
+    this.heldBytes -= this.ctx.memory.release(e.msg);
+    if (this.lagging && (this._inflight?.size ?? 0) < LAG_END) this.lagging = false;
+  }
+
   /** [MQTT-3.3.2-5] queued copies whose lifetime has passed are deleted (here: to make room). */
   private dropExpired(): void {
     const now = this.ctx.clock.now();
     this.queue = this.queue.filter((e) => {
       if (e.msg.expiresAt === undefined || e.msg.expiresAt > now) return true;
+      this.uncount(e);
       if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
       return false;
     });
@@ -277,12 +326,12 @@ export class Session implements Subscriber {
     while (i < this.queue.length && this.inflight.size < c.sendWindow) {
       const e = this.queue[i++];
       if (e.msg.expiresAt !== undefined && e.msg.expiresAt <= now) {
+        this.uncount(e);
         if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
         continue; // [MQTT-3.3.2-5] expired while queued: not delivered
       }
-      if (this.send(c, e, false) && this.persistent) {
-        this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(this.writeFailed);
-      }
+      if (!this.send(c, e, false)) this.uncount(e); // too large for this client: dropped
+      else if (this.persistent) this.ctx.persistence.updateOutgoing(this.clientId, { ...e }).catch(this.writeFailed);
     }
     if (i > 0) this.queue = this.queue.slice(i);
   }
@@ -292,6 +341,7 @@ export class Session implements Subscriber {
     const e = this.inflight.get(pid);
     if (!e || (expect === "sent" ? e.qos !== 1 : e.state !== "released")) return false;
     this.inflight.delete(pid);
+    this.uncount(e);
     if (this.resendPids.length > 0) this.unpend(pid);
     if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
     this.pump();
@@ -325,6 +375,7 @@ export class Session implements Subscriber {
   /** A message this client can never take (larger than its Maximum Packet Size) [MQTT-3.1.2-25]. */
   private discard(pid: number, e: OutgoingEntry): void {
     this.inflight.delete(pid);
+    this.uncount(e);
     if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
   }
 
@@ -360,6 +411,7 @@ export class Session implements Subscriber {
     this.queue = this.queue.filter((e) => {
       if (e.share === undefined || !canHandOver(e.share)) return true;
       out.push(e);
+      this.uncount(e); // the member that takes it holds it from now on
       if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
       return false;
     });
@@ -380,23 +432,35 @@ export class Session implements Subscriber {
 
   /** Replace in-memory outgoing state with what persistence holds (restart / other node). */
   restoreOutgoing(entries: OutgoingEntry[]): void {
+    this.uncountAll();
     this.inflight.clear();
     this.queue = NONE;
     this.resendPids = NO_PIDS;
+    // what was stored is held again as it is, even past today's byte bound: nothing stored is lost
     for (const e of entries) {
-      if (e.state !== "queued" && e.packetId && !this.inflight.has(e.packetId)) this.inflight.set(e.packetId, e);
-      else {
+      if (e.state !== "queued" && e.packetId && !this.inflight.has(e.packetId)) {
+        this.inflight.set(e.packetId, e);
+        this.count(e);
+      } else {
         if (this.queue === NONE) this.queue = [];
-        this.queue.push({ ...e, state: "queued", packetId: undefined });
+        const q: OutgoingEntry = { ...e, state: "queued", packetId: undefined };
+        this.queue.push(q);
+        this.count(q);
       }
     }
   }
 
-  /** MQTT 5: a disconnected client's Receive Maximum is unknown until it reconnects. */
+  /** The session ends: everything it held is let go (and stops counting). */
   clearQueues(): void {
+    this.uncountAll();
     this._inflight?.clear();
     this.queue = NONE;
     this.resendPids = NO_PIDS;
     this._incomingQos2?.clear();
+  }
+
+  private uncountAll(): void {
+    if (this._inflight !== undefined) for (const e of this._inflight.values()) this.uncount(e);
+    for (const e of this.queue) this.uncount(e);
   }
 }

@@ -4,20 +4,17 @@
  * cluster-wide, shared subscriptions cluster-wide. Clients reach a chosen node through its
  * HAProxy frontend (c.via[i]) or any node through the balanced one (c.lb).
  */
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { type TestCluster, useCluster } from "../helpers/cluster.ts";
 import { connectV4, connectV5, drainPublishes, payloadText, RawClient } from "../helpers/raw-client.ts";
 
 describe("cluster: delivery across nodes", () => {
+  const cluster = useCluster(3);
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3);
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("QoS 0, 1 and 2 cross nodes in order, QoS 2 once; the granted QoS applies [MQTT-4.6.0-6]", async () => {

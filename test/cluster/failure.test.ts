@@ -5,22 +5,19 @@
  * mid-stream gets every acknowledged message after reconnecting anywhere; a shared group
  * goes on with its members on the other nodes.
  */
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
-import { connectV4, connectV5, drainPublishes, payloadText, RawClient } from "../helpers/raw-client.ts";
+import { type TestCluster, useCluster } from "../helpers/cluster.ts";
+import { connectV4, connectV5, drainPublishes, payloadText } from "../helpers/raw-client.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("cluster: a node killed with -9", () => {
+  const cluster = useCluster(3);
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3);
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("its clients' wills are published by a survivor within a bounded time, once, with their delay", { timeout: 30_000 }, async () => {
@@ -64,13 +61,10 @@ describe("cluster: a node killed with -9", () => {
 });
 
 describe("cluster: a persistent subscriber's node dies mid-stream", () => {
+  const cluster = useCluster(3);
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3);
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("every message acknowledged to the publisher reaches the subscriber after it reconnects anywhere", { timeout: 30_000 }, async () => {
@@ -113,13 +107,10 @@ describe("cluster: a persistent subscriber's node dies mid-stream", () => {
 });
 
 describe("cluster: a shared-subscription member's node dies", () => {
+  const cluster = useCluster(3);
   let c: TestCluster;
-  before(async () => {
-    c = await startCluster(3);
-  });
-  after(async () => {
-    RawClient.destroyAll();
-    await c?.close();
+  before(() => {
+    c = cluster();
   });
 
   it("the group goes on with the members on the other nodes; nothing acknowledged is lost", { timeout: 30_000 }, async () => {

@@ -137,7 +137,7 @@ export function runBusSuite(name: string, opts: BusSuiteOptions): void {
         const msg = message("o/t", `m${i}`, (i % 3) as 0 | 1 | 2);
         if (i === 5) msg.properties = { contentType: "x", correlationData: new Uint8Array([0, 255]), userProperties: [["k", "v"], ["k", "w"]] };
         if (i === 6) msg.expiresAt = Date.now() + 60_000;
-        sends.push(a.bus.send(b.bus.nodeId, { msg, publisher: "pub-1", plain: i !== 7, shares: i === 7 ? ["$share/g/o/t"] : undefined }));
+        sends.push(a.bus.send(b.bus.nodeId, msg, "pub-1", i !== 7, i === 7 ? ["$share/g/o/t"] : undefined));
       }
       await Promise.all(sends); // resolved: stored in b's inbox
       await until(() => hb.payloads().filter((p) => p.startsWith("m")).length >= 200, "200 messages at b");
@@ -222,7 +222,7 @@ export function runBusSuite(name: string, opts: BusSuiteOptions): void {
       await until(() => a.bus.isLive(d.bus.nodeId) && b.bus.isLive(d.bus.nodeId), "a and b to see d");
       await d.bus.close(); // stops renewing its lease and reading its inbox: as if killed
       // sent after it died and before it is buried: kept for whoever adopts its sessions
-      await a.bus.send(d.bus.nodeId, { msg: message("dying/x", "late"), plain: true });
+      await a.bus.send(d.bus.nodeId, message("dying/x", "late"), undefined, true);
       ha.adopt = ["dying-1"];
       hb.adopt = ["dying-1"];
       await until(() => ha.buriedNodes.includes(d.bus.nodeId) || hb.buriedNodes.includes(d.bus.nodeId), "d to be buried", opts.leaseMs * 6 + 5000);

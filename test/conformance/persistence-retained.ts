@@ -92,6 +92,23 @@ export function retainedSuite(make: Make, _opts: PersistenceSuiteOptions): void 
       assert.equal((await p.matchRetained("#")).length, 150);
     });
 
+    t("deep topics: literal levels past the first eight still decide the match", async (p) => {
+      // twelve levels that differ only at level 10 (0-based 9) and 12; the Redis backend
+      // indexes the first eight levels and must re-check the rest
+      const base = "d/1/2/3/4/5/6/7/8";
+      const topics = [`${base}/x/y/z`, `${base}/x/y/w`, `${base}/q/y/z`, `${base}/x/y`, base];
+      await Promise.all(topics.map((topic) => p.putRetained(msg({ topic, retain: true }))));
+      assert.deepStrictEqual(await topicsOf(p, `${base}/x/y/z`), [`${base}/x/y/z`]);
+      assert.deepStrictEqual(await topicsOf(p, `${base}/x/+/z`), [`${base}/x/y/z`]);
+      assert.deepStrictEqual(await topicsOf(p, `${base}/+/y/z`), [`${base}/q/y/z`, `${base}/x/y/z`]);
+      assert.deepStrictEqual(await topicsOf(p, `${base}/x/#`), [`${base}/x/y`, `${base}/x/y/w`, `${base}/x/y/z`]);
+      assert.deepStrictEqual(await topicsOf(p, "+/+/+/+/+/+/+/+/+/q/#"), [`${base}/q/y/z`]);
+      assert.deepStrictEqual(await topicsOf(p, "d/#"), [...topics].sort());
+      await p.deleteRetained(`${base}/x/y/z`);
+      assert.deepStrictEqual(await topicsOf(p, `${base}/+/y/z`), [`${base}/q/y/z`]);
+      assert.equal(await p.retainedCount(), topics.length - 1);
+    });
+
     t("expired retained messages are not returned and are dropped", async (p) => {
       const now = Date.now();
       await p.putRetained(msg({ topic: "e/old", retain: true, expiresAt: now - 10 }));

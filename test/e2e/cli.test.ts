@@ -117,6 +117,15 @@ describe(`CLI: ${rt} ${entry.join(" ")}`, () => {
     ["--bogus", ["--bogus"], [/--bogus/, /unknown option/, /--help/]],
     ["--port with no value", ["--port"], [/--port/, /needs a value/]],
     ["--config with a missing file", ["--config", "/nonexistent/colibri.json"], [/\/nonexistent\/colibri\.json/, /fix the path/]],
+    ["--listen with an unknown scheme", ["--listen", "http://0.0.0.0:8080"], [/--listen/, /"http:\/\/0\.0\.0\.0:8080"/, /unknown scheme "http"/, /mqtt:\/\/, mqtts:\/\//]],
+    ["--listen that is not a URL", ["--listen", "0.0.0.0:1883"], [/--listen/, /"0\.0\.0\.0:1883"/, /expected scheme:\/\/host:port/]],
+    ["--listen ws:// without a port", ["--listen", "ws://0.0.0.0/mqtt"], [/--listen/, /"ws:\/\/0\.0\.0\.0\/mqtt"/, /needs a port: ws:\/\/0\.0\.0\.0:8080\/mqtt/]],
+    ["--listen with an unknown listener option", ["--listen", "mqtt://127.0.0.1:0?colour=blue"], [/--listen/, /unknown listener option "colour"/, /proxy-protocol/]],
+    ["mqtts:// without --certfile", ["--listen", "mqtts://127.0.0.1:0"], [/mqtts:\/\/127\.0\.0\.1:0/, /needs --certfile <file\.pem>/]],
+    ["an unreadable --certfile", ["--listen", "mqtts://127.0.0.1:0", "--certfile", "/nonexistent/server.pem", "--keyfile", "/nonexistent/server.key"], [/cannot read --certfile "\/nonexistent\/server\.pem"/, /mqtts:\/\/127\.0\.0\.1:0/, /readable PEM file/]],
+    ["--require-certificate without --cafile", ["--listen", "mqtts://127.0.0.1:0", "--certfile", "a.pem", "--keyfile", "a.key", "--require-certificate"], [/needs --cafile/, /--require-certificate/]],
+    ["--use-identity-as-username without --require-certificate", ["--listen", "mqtts://127.0.0.1:0", "--certfile", "a.pem", "--keyfile", "a.key", "--use-identity-as-username"], [/needs --require-certificate/, /--use-identity-as-username/]],
+    ["?proxy-protocol on a ws:// listener", ["--listen", "ws://127.0.0.1:0/mqtt?proxy-protocol=true"], [/--proxy-protocol/, /ws:\/\/127\.0\.0\.1:0\/mqtt/, /mqtt:\/\/ listeners only/]],
   ];
   for (const [name, args, patterns] of bad) {
     it(`${name}: non-zero exit; the message names the option, the value and the fix`, async () => {
@@ -156,6 +165,7 @@ describe(`CLI: ${rt} ${entry.join(" ")}`, () => {
       const value = r.kind === "int" ? String(d === r.max ? r.max - 1 : Math.max(r.min, Number(d) + 1))
         : r.kind === "bool" ? String(!d)
         : r.kind === "enum" ? String(r.values.find((v) => v !== d))
+        : r.kind === "listen" ? "ws://127.0.0.1:18080/mqtt"
         : key === "redisUrl" ? "redis://127.0.0.1:6380" : "x-test";
       const setters = listed.filter((f) => String(parse([`--${f}`, value])?.[key]) === value);
       assert.equal(setters.length, 1, `options in --help that set ${key}: ${setters.join(", ") || "none"}`);

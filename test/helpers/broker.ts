@@ -1,7 +1,8 @@
 /**
- * Start a Colibri broker in this test process, on an ephemeral port, behind the adapter of the
- * runtime that runs the test (Bun.listen under `bun test`, Deno.listen under `deno test`), so
- * each runtime exercises its own adapter over real sockets.
+ * Start a Colibri broker in this test process, on an ephemeral port, behind the adapters of the
+ * runtime that runs the test (Bun.listen / Bun.serve under `bun test`, Deno.listen / node:tls /
+ * Deno.serve under `deno test`, as src/main.ts picks them), so each runtime exercises its own
+ * adapters over real sockets. `listen` URLs open more listeners beside the plain one.
  */
 import { Broker } from "../../src/broker.ts";
 import { type Config, resolveConfig } from "../../src/config.ts";
@@ -11,16 +12,14 @@ import { MemoryPersistence } from "../../src/persistence/memory.ts";
 import type { Persistence } from "../../src/persistence/persistence.ts";
 import type { ClusterBus } from "../../src/cluster/bus.ts";
 import type { Security } from "../../src/auth/auth.ts";
-import type { Listener, ListenFn } from "../../src/transport.ts";
+import type { Listener } from "../../src/transport.ts";
+import { listenerSpecs } from "../../src/listener-spec.ts";
+import { closeListeners, openListeners, type OpenListener } from "../../src/listeners.ts";
+import { loadTransports } from "../../src/main.ts";
 import { after, before } from "node:test";
 import { RawClient } from "./raw-client.ts";
 
 export const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
-
-export async function listenFn(): Promise<ListenFn> {
-  const mod = isBun ? await import("../../adapters/bun/tcp.ts") : await import("../../adapters/deno/tcp.ts");
-  return mod.listenTcp as ListenFn;
-}
 
 /**
  * The store a test broker gets unless the test brings its own: memory, or with
@@ -36,7 +35,7 @@ async function defaultPersistence(
   }
   const { RedisPersistence } = await import("../../adapters/redis/redis.ts");
   const { RedisBus } = await import("../../adapters/redis/bus.ts");
-  const { Redis } = await import("ioredis");
+  const { deletePrefix } = await import("./redis-server.ts");
   const prefix = `colibri-test:wire:${Math.random().toString(36).slice(2)}:`;
   const url = "redis://127.0.0.1:6379";
   const quiet = { info() {}, warn() {}, error() {} };
@@ -47,14 +46,7 @@ async function defaultPersistence(
   });
   const cleanup = async () => {
     await persistence.close();
-    const r = new Redis(url);
-    let cursor = "0";
-    do {
-      const [next, keys] = await r.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length) await r.del(...keys);
-    } while (cursor !== "0");
-    r.disconnect();
+    await deletePrefix(url, prefix);
   };
   return { persistence, bus, cleanup };
 }
@@ -63,7 +55,11 @@ export interface TestBroker {
   broker: Broker;
   port: number;
   persistence: Persistence;
+  /** The plain TCP listener (`port`). */
   listener: Listener;
+  /** Every listener, the plain one first; `url(scheme)` gives the URL of the first of a scheme. */
+  listeners: OpenListener[];
+  url(scheme: "mqtt" | "mqtts" | "ws" | "wss"): string;
   /** Log lines written by the broker (level >= info unless logLevel is given). */
   logs: string[];
   close(): Promise<void>;
@@ -81,19 +77,25 @@ export async function startBroker(
   const log = opts.log ?? createLogger(cfg.logLevel, (l) => logs.push(l));
   const broker = new Broker({ config: cfg, persistence, clock, log, bus: opts.bus ?? own?.bus, security: opts.security });
   if (opts.start !== false) await broker.start();
-  const listen = await listenFn();
-  const listener = await listen(broker, { host: cfg.host, port: 0 });
+  const listeners = await openListeners(listenerSpecs(cfg), await loadTransports(), broker, cfg, log);
+  const listener = listeners[0].listener;
   let closed = false;
   return {
     broker,
     port: listener.port,
     persistence,
     listener,
+    listeners,
+    url(scheme) {
+      const o = listeners.find((l) => l.spec.scheme === scheme);
+      if (!o) throw new Error(`no ${scheme}:// listener in this test broker`);
+      return o.spec.name.replace(/^(\w+:\/\/)0\.0\.0\.0:/, "$1127.0.0.1:");
+    },
     logs,
     async close() {
       if (closed) return;
       closed = true;
-      await listener.close();
+      await closeListeners(listeners);
       await broker.close();
       await own?.cleanup?.();
     },

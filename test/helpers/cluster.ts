@@ -11,6 +11,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { startBrokerProcess, type BrokerProcess } from "./broker-process.ts";
+import { keysMatching } from "./redis-server.ts";
+import { after, before } from "node:test";
+import { RawClient } from "./raw-client.ts";
 import { ensureBinary, freePort, makeTempDir, removeDir, spawnProcess, type SpawnedProcess, waitForPort } from "./system.ts";
 
 export const REDIS_URL = "redis://127.0.0.1:6379";
@@ -109,14 +112,7 @@ export class TestCluster {
 
   /** Keys under this cluster's prefix matching a pattern (the part after the prefix). */
   async keys(pattern: string): Promise<string[]> {
-    const out: string[] = [];
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}${pattern}`, "COUNT", 1000);
-      cursor = next;
-      out.push(...keys.map((k) => k.slice(this.prefix.length)));
-    } while (cursor !== "0");
-    return out;
+    return (await keysMatching(this.redis, `${this.prefix}${pattern}`)).map((k) => k.slice(this.prefix.length));
   }
 
   /** The cluster's Redis (for assertions on what it holds). */
@@ -128,16 +124,28 @@ export class TestCluster {
     await Promise.all(this.nodes.map((b) => b?.stop()));
     await this.haproxy?.kill();
     removeDir(this.dir);
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length) await this.redis.del(...keys);
-    } while (cursor !== "0");
+    const keys = await keysMatching(this.redis, `${this.prefix}*`);
+    if (keys.length) await this.redis.del(...keys);
     this.redis.disconnect();
   }
 }
 
 export async function startCluster(size: number, opts: ClusterOptions = {}): Promise<TestCluster> {
   return await new TestCluster(size, opts).start();
+}
+
+/**
+ * One cluster for a describe block: started in before(), everything stopped and cleaned in
+ * after(). Returns a getter (the cluster exists only once before() ran).
+ */
+export function useCluster(size: number, opts: ClusterOptions = {}): () => TestCluster {
+  let c: TestCluster | undefined;
+  before(async () => {
+    c = await startCluster(size, opts);
+  });
+  after(async () => {
+    RawClient.destroyAll();
+    await c?.close();
+  });
+  return () => c!;
 }

@@ -99,10 +99,7 @@ export class RawClient {
     all.add(this);
   }
 
-  /**
-   * Opens a TCP connection; rejects with a clear message if nothing listens. `localAddress`
-   * picks the source address (127.0.0.2 is another client address on the loopback).
-   */
+  /** Opens a TCP connection; rejects with a clear message if nothing listens. */
   static connect(port: number, host = "127.0.0.1", timeoutMs = DEFAULT_TIMEOUT_MS, localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
       const socket = net.connect({ port, host, localAddress });
@@ -441,7 +438,7 @@ function fail(message: string): never {
 export type ConnectOptions = Partial<Omit<IConnectPacket, "cmd" | "clientId" | "protocolVersion">> & {
   host?: string;
   timeoutMs?: number;
-  /** Source address of the TCP connection (e.g. 127.0.0.2). */
+  /** Source address to connect from (any 127.x.y.z works on Linux loopback). */
   localAddress?: string;
 };
 
@@ -504,3 +501,13 @@ export async function drainPublishes(c: RawClient, ms = 200): Promise<PacketOf<"
     if (p.qos === 2) c.sendPacket({ cmd: "pubrec", messageId: p.messageId });
   }
 }
+
+/** A payload of `size` bytes carrying `seq` in its first four bytes (see seqOf). */
+export function seqPayload(seq: number, size: number): Uint8Array {
+  const b = Buffer.alloc(size, seq & 255);
+  b.writeUInt32BE(seq, 0);
+  return b;
+}
+
+/** The sequence number of a seqPayload. */
+export const seqOf = (p: PacketOf<"publish">): number => Buffer.from(p.payload).readUInt32BE(0);

@@ -32,6 +32,29 @@ export function silentServer(): Promise<{ port: number; close: () => Promise<voi
   });
 }
 
+/** Every key matching a pattern (SCAN, not KEYS), e.g. `${prefix}*`. */
+export async function keysMatching(redis: Redis, pattern: string): Promise<string[]> {
+  const out: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    cursor = next;
+    out.push(...keys);
+  } while (cursor !== "0");
+  return out;
+}
+
+/** Delete every key under a prefix (a test's own keys, at its end). */
+export async function deletePrefix(url: string, prefix: string): Promise<void> {
+  const r = new Redis(url);
+  try {
+    const keys = await keysMatching(r, `${prefix}*`);
+    if (keys.length) await r.del(...keys);
+  } finally {
+    r.disconnect();
+  }
+}
+
 export class RedisServer {
   private proc: ChildProcess | undefined;
   /** extraArgs replace the no-persistence defaults (e.g. an AOF in a temp dir). */

@@ -377,12 +377,15 @@ export class SpawnedProcess {
   #group = false;
 
   #signal(sig: NodeJS.Signals): void {
-    if (this.#group && this.#child.pid) {
+    // by pid (or process group): Deno's ChildProcess.kill() sends one signal per child and
+    // ignores later calls, so a SIGHUP would swallow the SIGTERM that follows it
+    const pid = this.#child.pid;
+    if (pid) {
       try {
-        process.kill(-this.#child.pid, sig);
+        process.kill(this.#group ? -pid : pid, sig);
         return;
       } catch {
-        // the group is gone already
+        // gone already
       }
     }
     // by pid: Deno's ChildProcess.kill() sends only the first signal (then it counts the child
@@ -461,6 +464,62 @@ export async function startMosquitto(opts: { port?: number; extraConfig?: string
     host,
     process: proc,
     configPath,
+    async stop() {
+      await proc.kill();
+      removeDir(dir);
+    },
+  };
+}
+
+export interface HaproxyBroker {
+  port: number;
+  process: SpawnedProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a private HAProxy in TCP mode on a free port (never 1883), balancing over `servers`,
+ * each optionally sent the PROXY protocol header (`send-proxy` = v1, `send-proxy-v2`).
+ */
+export async function startHaproxy(opts: {
+  servers: Array<{ port: number; host?: string; sendProxy?: "v1" | "v2" }>;
+  port?: number;
+  echo?: boolean;
+}): Promise<HaproxyBroker> {
+  const bin = await ensureBinary("haproxy", "haproxy");
+  const port = opts.port ?? (await freePort());
+  const dir = makeTempDir("colibri-haproxy-");
+  const configPath = path.join(dir, "haproxy.cfg");
+  const servers = opts.servers.map((s, i) => {
+    const proxy = s.sendProxy === "v2" ? " send-proxy-v2" : s.sendProxy === "v1" ? " send-proxy" : "";
+    return `  server s${i} ${s.host ?? "127.0.0.1"}:${s.port}${proxy}`;
+  });
+  fs.writeFileSync(configPath, [
+    "global",
+    "  maxconn 4096",
+    "defaults",
+    "  mode tcp",
+    "  timeout connect 2s",
+    "  timeout client 60s",
+    "  timeout server 60s",
+    "frontend mqtt",
+    `  bind 127.0.0.1:${port}`,
+    "  default_backend brokers",
+    "backend brokers",
+    "  balance roundrobin",
+    ...servers,
+  ].join("\n") + "\n");
+  const proc = spawnProcess(bin, ["-db", "-f", configPath], { name: `haproxy:${port}`, echo: opts.echo });
+  try {
+    await waitForPort(port, 10_000);
+  } catch (err) {
+    await proc.kill("SIGKILL");
+    removeDir(dir);
+    throw new Error(`${(err as Error).message}; haproxy said:\n${proc.tail()}`);
+  }
+  return {
+    port,
+    process: proc,
     async stop() {
       await proc.kill();
       removeDir(dir);

@@ -7,19 +7,11 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { startBrokerProcess, type BrokerProcess } from "../helpers/broker-process.ts";
 import { connectV4, connectV5, RawClient } from "../helpers/raw-client.ts";
+import { keysMatching } from "../helpers/redis-server.ts";
 
 const REDIS = "redis://127.0.0.1:6379";
 
-async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {
-  const out: string[] = [];
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-    cursor = next;
-    out.push(...keys);
-  } while (cursor !== "0");
-  return out;
-}
+const keysUnder = (redis: Redis, prefix: string) => keysMatching(redis, `${prefix}*`);
 
 /**
  * A describe block's own key prefix and the broker arguments that use it; after the block the

@@ -7,19 +7,12 @@ import { afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { startBroker, type TestBroker } from "../helpers/broker.ts";
-import { connectV4, connectV5, type PacketOf, RawClient } from "../helpers/raw-client.ts";
+import { connectV4, connectV5, type PacketOf, RawClient, seqOf, seqPayload as payload } from "../helpers/raw-client.ts";
 
 /** Real sockets and processes: more than bun test's 5 s default on a loaded machine. */
 const SLOW = { timeout: 30_000 };
 
 const tick = () => new Promise((r) => setTimeout(r, 0));
-const seqOf = (p: PacketOf<"publish">) => Buffer.from(p.payload).readUInt32BE(0);
-
-function payload(seq: number, size: number): Uint8Array {
-  const b = Buffer.alloc(size, seq & 255);
-  b.writeUInt32BE(seq, 0);
-  return b;
-}
 
 describe("backpressure", () => {
   let b: TestBroker | undefined;

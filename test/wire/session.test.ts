@@ -390,3 +390,61 @@ describe("wire: MQTT 5 session expiry and clean start (manual clock)", () => {
     back.client.destroy();
   });
 });
+
+describe("wire: --max-session-expiry caps 3.1.1 persistent sessions too (manual clock)", () => {
+  let clock: ManualClock;
+  let b: TestBroker;
+  before(async () => {
+    clock = new ManualClock();
+    b = await startBroker({ maxSessionExpiry: 60 }, { clock });
+  });
+  after(async () => {
+    RawClient.destroyAll();
+    await b.close();
+  });
+
+  it("a clean session = 0 session is held at most --max-session-expiry after its disconnect", async () => {
+    const pub = (await connectV4(b.port, "cap-pub", { keepalive: 0 })).client;
+    const a = await connectV4(b.port, "cap-311", { clean: false, keepalive: 0 });
+    await a.client.subscribe("cap/t", { qos: 1 });
+    a.client.disconnect();
+    await offline(b, "cap-311");
+
+    clock.advance(59_000);
+    await pub.publish("cap/t", "queued", { qos: 1 });
+    const back = await connectV4(b.port, "cap-311", { clean: false, keepalive: 0 });
+    assert.equal(back.connack.sessionPresent, true, "session still there after 59 s of 60");
+    const got = await back.client.expectPacket("publish");
+    assert.equal(text(got), "queued");
+    back.client.sendPacket({ cmd: "puback", messageId: got.messageId });
+    back.client.disconnect();
+    await offline(b, "cap-311");
+
+    clock.advance(60_001);
+    assert.equal(b.broker.sessions.has("cap-311"), false, "3.1.1 session still held after --max-session-expiry");
+    await pub.publish("cap/t", "nobody", { qos: 1 });
+    const late = await connectV4(b.port, "cap-311", { clean: false, keepalive: 0 });
+    assert.equal(late.connack.sessionPresent, false);
+    await late.client.expectNoPacket(150);
+  });
+});
+
+describe("wire: --max-session-expiry caps stored sessions at start-up", () => {
+  it("a stored 3.1.1 session that never expired is ended when it has been offline longer than the cap", async () => {
+    const clock = new ManualClock();
+    const persistence = new MemoryPersistence({ now: () => clock.now() });
+    const base = { protocolVersion: 4, expiryInterval: 0xffffffff };
+    await persistence.putSession({ ...base, clientId: "old-long", disconnectedAt: clock.now() - 61_000 });
+    await persistence.putSession({ ...base, clientId: "old-short", disconnectedAt: clock.now() - 30_000 });
+    const b = await startBroker({ maxSessionExpiry: 60 }, { clock, persistence });
+    try {
+      assert.equal(b.broker.sessions.has("old-long"), false, "offline 61 s with a 60 s cap: ended at start-up");
+      assert.equal(await persistence.getSession("old-long"), undefined);
+      assert.equal(b.broker.sessions.has("old-short"), true);
+      clock.advance(30_001);
+      assert.equal(b.broker.sessions.has("old-short"), false, "ends 60 s after its disconnect");
+    } finally {
+      await b.close();
+    }
+  });
+});

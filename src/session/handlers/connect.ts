@@ -7,7 +7,7 @@
  */
 import type { ConnectPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
-import { topicNameError } from "../../routing/topic.ts";
+import { exceedsLevels, topicNameError } from "../../routing/topic.ts";
 import type { StoredWill } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { NEVER_EXPIRES } from "../session.ts";
@@ -15,6 +15,7 @@ import { OutAliases } from "../topic-alias.ts";
 import { type Authenticated, authenticateConnect, authProperties } from "../authenticate.ts";
 import { reservedTopic } from "../../auth/auth.ts";
 import { TokenBucket } from "../../limits/token-bucket.ts";
+import { LEVEL } from "../memory.ts";
 
 function validate(c: Client, p: ConnectPacket): void {
   const cfg = c.ctx.config;
@@ -38,7 +39,10 @@ function validate(c: Client, p: ConnectPacket): void {
   }
   const w = p.will;
   if (w) {
-    const bad = topicNameError(w.topic);
+    // a will deeper than --max-topic-levels is refused like an invalid one: 5.0 CONNACK 0x90;
+    // 3.1.1 has no return code for it and closes without CONNACK [MQTT-3.2.2-6]
+    const bad = topicNameError(w.topic) ??
+      (exceedsLevels(w.topic, cfg.maxTopicLevels) ? `topic has more than ${cfg.maxTopicLevels} levels (--max-topic-levels)` : undefined);
     if (bad) throw new MqttError(c.version === 5 ? RC.TOPIC_NAME_INVALID : RC.MALFORMED_PACKET, `will ${bad}`);
     if (w.qos > cfg.maximumQoS) throw new MqttError(RC.QOS_NOT_SUPPORTED, `will QoS ${w.qos} not supported`); // [MQTT-3.2.2-12]
     if (w.retain && !cfg.retainAvailable) throw new MqttError(RC.RETAIN_NOT_SUPPORTED, "retain not available"); // [MQTT-3.2.2-13]
@@ -84,9 +88,20 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
     throw new MqttError(RC.CONNECTION_RATE_EXCEEDED, "too many CONNECTs from this address (--max-connect-rate)");
   }
   validate(c, p);
+  // Mosquitto's use_identity_as_username: the verified certificate names the user, whatever
+  // CONNECT says (the listener required the certificate, so the identity is there)
+  if (c.listener?.useIdentityAsUsername) {
+    if (c.conn.identity === undefined) throw new MqttError(RC.NOT_AUTHORIZED, "no verified client certificate to take the user name from");
+    c.username = c.conn.identity;
+  } else c.username = p.username;
   const assigned = identify(c, p);
   c.clientId = p.clientId;
-  c.username = p.username;
+  if (ctx.memory.level >= LEVEL.REFUSE_CONNECT && !ctx.sessions.has(p.clientId)) {
+    // past --max-memory-bytes: no new clients (5.0 0x89 Server busy, 3.1.1 0x03 Server
+    // unavailable); one that owns a session may come back, taking its messages frees memory
+    ctx.stats.refusedConnections++;
+    throw new MqttError(RC.SERVER_BUSY, "server memory limit reached (--max-memory-bytes)");
+  }
   await authenticateConnect(c, p, (a) => accept(c, p, assigned, a));
 }
 
@@ -123,7 +138,11 @@ async function accept(c: Client, p: ConnectPacket, assigned: boolean, auth: Auth
       expiry = cfg.maxSessionExpiry;
       ack.sessionExpiryInterval = expiry;
     }
-  } else expiry = p.clean ? 0 : NEVER_EXPIRES;
+  } else {
+    // a 3.1/3.1.1 persistent session has no expiry of its own ("never"); --max-session-expiry
+    // caps it like an MQTT 5 one, the client just cannot be told
+    expiry = p.clean ? 0 : Math.min(NEVER_EXPIRES, cfg.maxSessionExpiry);
+  }
   // the DISCONNECT rule compares with what the client sent, not with our cap (§3.14.2.2.2)
   c.connectExpiry = c.version === 5 ? props.sessionExpiryInterval ?? 0 : expiry;
   if (c.version === 5) {
@@ -189,6 +208,10 @@ async function accept(c: Client, p: ConnectPacket, assigned: boolean, auth: Auth
   // [MQTT-3.2.2-2] session present reflects a resumed session
   c.sendConnack(present, 0, ack);
   ctx.wheel.watch(c);
-  ctx.log.debug("client connected", { clientId: c.clientId, version: c.version, present });
+  const remote = c.conn.remote;
+  ctx.log.debug("client connected", {
+    clientId: c.clientId, version: c.version, present, remote: `${remote.address}:${remote.port}`,
+    listener: c.listener?.name, username: c.username,
+  });
   session.resume(c);
 }

@@ -4,11 +4,12 @@
  */
 import type { PublishPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
-import { topicNameError } from "../../routing/topic.ts";
+import { exceedsLevels, topicNameError } from "../../routing/topic.ts";
 import type { StoredMessage } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { resolveInbound } from "../topic-alias.ts";
 import { reservedTopic } from "../../auth/auth.ts";
+import { LEVEL } from "../memory.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -63,6 +64,16 @@ function publish(c: Client, p: PublishPacket): void | Promise<void> {
   if (p.retain && !cfg.retainAvailable) {
     throw new MqttError(RC.RETAIN_NOT_SUPPORTED, "retained messages are not available"); // [MQTT-3.2.2-14]
   }
+  if (exceedsLevels(topic, cfg.maxTopicLevels)) {
+    // well formed but deeper than we store (--max-topic-levels): MQTT 5 refuses this message
+    // alone with 0x90 Topic Name invalid in its PUBACK/PUBREC (QoS 0 has no ack: DISCONNECT
+    // 0x90); 3.1.1 has no code for it and closes the connection
+    const why = `topic name has more than ${cfg.maxTopicLevels} levels (--max-topic-levels)`;
+    if (p.qos === 0 || c.version !== 5) throw new MqttError(RC.TOPIC_NAME_INVALID, why);
+    ctx.log.info("message refused", { clientId: c.clientId, reason: "0x90", why });
+    c.sendAck(p.qos === 1 ? 4 : 5, p.messageId!, RC.TOPIC_NAME_INVALID, why);
+    return;
+  }
   const perms = s.permissions;
   if (reservedTopic(topic) || (perms !== undefined && !perms.canPublish(topic))) return notAuthorized(c, p, topic);
   const pr = p.properties;
@@ -94,6 +105,7 @@ function publish(c: Client, p: PublishPacket): void | Promise<void> {
     c.sendAck(5, p.messageId!);
     return;
   }
+  if (ctx.memory.level !== LEVEL.OK && overMemory(c, p)) return;
   ctx.stats.messagesIn++;
   const now = c.lastSeen; // read once per socket read (Client.data)
   const msg: StoredMessage = {
@@ -103,6 +115,8 @@ function publish(c: Client, p: PublishPacket): void | Promise<void> {
     qos: p.qos,
     retain: p.retain,
     receivedAt: now,
+    holders: 0, // memory accounting (session/memory.ts), set here so every message has one shape
+    bytes: 0,
   };
   if (p.wire !== undefined) msg.wire = p.wire;
   if (pr) {
@@ -151,6 +165,36 @@ function notAuthorized(c: Client, p: PublishPacket, topic: string): void {
     return;
   }
   c.sendAck(p.qos === 1 ? 4 : 5, p.messageId!, v5 ? RC.NOT_AUTHORIZED : 0, v5 ? "not authorized" : undefined);
+}
+
+/**
+ * The broker is past a --max-memory-bytes threshold (session/memory.ts): past 80 % QoS 0 is
+ * shed (dropped, counted; QoS 0 may be lost), past 90 % QoS 1/2 is refused. MQTT 5 refuses
+ * with PUBACK/PUBREC 0x97 Quota exceeded, which ends that message's flow (the client may
+ * retry later). 3.1.1 has no negative acknowledgement: like a message that cannot be stored,
+ * it is not acknowledged and the connection is closed, so the client sends it again (DUP)
+ * when it reconnects; dropping it after an ack would lose it silently. Clearing a retained
+ * message (empty payload) frees memory and always goes through. True when it was handled.
+ */
+function overMemory(c: Client, p: PublishPacket): boolean {
+  if (p.retain && p.payload.length === 0) return false;
+  const ctx = c.ctx;
+  if (p.qos === 0) {
+    ctx.stats.shedQos0++;
+    return true;
+  }
+  if (ctx.memory.level < LEVEL.REFUSE_PUBLISH) return false;
+  ctx.stats.refusedPublishes++;
+  const why = "server memory limit reached (--max-memory-bytes)";
+  if (c.version !== 5) {
+    ctx.log.warn("message not acknowledged: memory limit", { clientId: c.clientId, packetId: p.messageId });
+    c.disconnect(RC.QUOTA_EXCEEDED, why);
+    return true;
+  }
+  // a PUBREC >= 0x80 ends the flow: the id is free for a new message [MQTT-4.3.3-9]
+  if (p.qos === 2) c.liveQos2?.delete(p.messageId!);
+  c.sendAck(p.qos === 1 ? 4 : 5, p.messageId!, RC.QUOTA_EXCEEDED, why);
+  return true;
 }
 
 /**

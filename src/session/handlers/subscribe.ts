@@ -4,7 +4,7 @@
  */
 import type { SubscribePacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
-import { parseShared, topicFilterError } from "../../routing/topic.ts";
+import { exceedsLevels, parseShared, topicFilterError } from "../../routing/topic.ts";
 import type { QoS, StoredSubscription } from "../../message.ts";
 import type { Client } from "../client.ts";
 
@@ -66,9 +66,13 @@ async function subscribe(c: Client, p: SubscribePacket, superseded: Set<string>)
       continue;
     }
     const inner = share ? share.filter : filter;
-    const bad = topicFilterError(inner);
+    // deeper than --max-topic-levels: refused before anything splits it into levels
+    const bad = exceedsLevels(inner, cfg.maxTopicLevels)
+      ? `topic filter has more than ${cfg.maxTopicLevels} levels (--max-topic-levels)`
+      : topicFilterError(inner);
     if (bad) {
-      ctx.log.info("subscription refused", { clientId: c.clientId, filter, why: bad });
+      const shown = filter.length > 200 ? filter.slice(0, 200) + "…" : filter;
+      ctx.log.info("subscription refused", { clientId: c.clientId, filter: shown, why: bad });
       granted.push(v5 ? RC.TOPIC_FILTER_INVALID : 0x80); // [MQTT-3.8.4-?] failure per filter
       continue;
     }
