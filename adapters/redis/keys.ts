@@ -20,7 +20,7 @@
  * |                      |      |                                                     |                                         | PEXPIREAT x + grace |
  * | P in2:<cid>          | SET  | packet ids of received QoS 2 PUBLISH awaiting PUBREL| add/removeIncomingQos2                  | deleteSession, or empty |
  * | P ret                | HASH | topic -> retained message blob                      | putRetained / deleteRetained            | empty |
- * | P retbytes           | STR  | payload bytes of every blob in ret (retained quota) | same script as ret                      | never |
+ * | P retbytes           | STR  | payload bytes of every blob in ret (retained quota) | same script as ret                      | back at 0 |
  * | P ret:l:<i>:<value>  | SET  | topics whose level i (0-based, i < 8) is <value>    | same script as ret                      | empty |
  * | P ret:d:<n>          | SET  | topics that have exactly n levels                   | same script as ret                      | empty |
  * | P o:<cid>            | HASH | owner of the client id: n node, t fencing token     | bus claim (compare-and-set)             | disown (the owner ends the session) |

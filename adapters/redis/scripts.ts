@@ -223,14 +223,14 @@ if op == 'put' then
   if grow > 0 and maxb > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') + grow > maxb then return -2 end
   redis.call('HSET', KEYS[1], topic, ARGV[3])
   for i = 3, #KEYS do redis.call('SADD', KEYS[i], topic) end
-  if grow ~= 0 then redis.call('INCRBY', KEYS[2], grow) end
+  if grow ~= 0 and redis.call('INCRBY', KEYS[2], grow) == 0 then redis.call('DEL', KEYS[2]) end
   return 1
 end
 if old == false then return 1 end
 if op == 'delif' and string.sub(old, 1, #ARGV[3]) ~= ARGV[3] then return 0 end
 redis.call('HDEL', KEYS[1], topic)
 for i = 3, #KEYS do redis.call('SREM', KEYS[i], topic) end
-redis.call('DECRBY', KEYS[2], payload(old))
+if redis.call('DECRBY', KEYS[2], payload(old)) == 0 then redis.call('DEL', KEYS[2]) end
 return 1`,
 };
 
