@@ -69,8 +69,6 @@ export class Broker implements RegistryHost, Acceptor {
   private stopSys: (() => void) | undefined;
   readonly security: Security;
   readonly connectionLimits: ConnectionLimits;
-  /** Client -> the address its admission was counted under (released when it closes). */
-  private admitted = new WeakMap<Client, string>();
   private refusalsLogged = 0;
   private stopWatchingSecurity: (() => void) | undefined;
   private dirty: Client[] = [];
@@ -118,21 +116,19 @@ export class Broker implements RegistryHost, Acceptor {
   // --- Acceptor ---------------------------------------------------------------------------
   /** A new connection, through `listener` (its per-listener settings; none for bare test sockets). */
   accept(conn: Connection, listener?: ListenerSpec): ConnectionEvents {
-    const address = conn.remote.address ?? "";
-    const refused = this.connectionLimits.admit(address);
+    const refused = this.connectionLimits.admit();
     if (refused !== undefined) {
-      // over a connection limit: closed before anything is read (limits/connections.ts)
+      // over the node's connection limit: closed before anything is read (limits/connections.ts)
       this.stats.limitRefusals++;
       const now = this.clock.now();
       if (now - this.refusalsLogged >= 1000) {
         this.refusalsLogged = now;
-        this.log.warn("connection refused", { remote: address, why: refused, refusedSoFar: this.stats.limitRefusals });
+        this.log.warn("connection refused", { remote: conn.remote.address, why: refused, refusedSoFar: this.stats.limitRefusals });
       }
       conn.close();
       return IGNORED;
     }
     const c = new Client(conn, this, listener);
-    this.admitted.set(c, address);
     this.clients.add(c);
     return c;
   }
@@ -339,11 +335,8 @@ export class Broker implements RegistryHost, Acceptor {
 
   clientClosed(c: Client, publishWill: boolean): void {
     this.clients.delete(c);
-    const address = this.admitted.get(c);
-    if (address !== undefined) {
-      this.admitted.delete(c);
-      this.connectionLimits.release(address);
-    }
+    this.connectionLimits.release();
+    if (c.admittedAddress !== undefined) this.connectionLimits.releaseAddress(c.admittedAddress);
     if (c.connected) this.stats.connections--;
     this.registry.detach(c, publishWill);
   }

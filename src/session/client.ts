@@ -85,6 +85,8 @@ export class Client implements ConnectionEvents {
   auth: AuthState | undefined;
   /** --max-publish-rate (handlers/publish.ts); undefined: no limit. */
   publishRate: TokenBucket | undefined;
+  /** The client address its CONNECT was counted under (--max-connections-per-address). */
+  admittedAddress: string | undefined;
   /** Since when every PUBLISH of this client had to wait for the rate (-1: not held back now). */
   throttledSince = -1;
   private framer: Framer;

@@ -1,8 +1,8 @@
 /**
- * Overload protection at the door: --max-connections (per node) and
- * --max-connections-per-address close a connection over the limit at accept, before it costs
- * anything; --max-connect-rate answers a CONNECT over the per-address rate with CONNACK 0x9F
- * (3.1.1: 0x03) before any authentication work. Clients under the limits never notice them.
+ * Overload protection at the door: --max-connections (per node) closes a connection over the
+ * limit at accept, before it costs anything; per client address, a CONNECT past
+ * --max-connections-per-address gets CONNACK 0x97 and one over --max-connect-rate 0x9F (3.1.1:
+ * both 0x03), before any authentication work. Clients under the limits never notice them.
  */
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -49,15 +49,21 @@ describe("connection limits", { timeout: 30_000 }, () => {
     }
   });
 
-  it("--max-connections-per-address: one address is capped, another address still connects", async () => {
+  it("--max-connections-per-address: CONNACK 0x97 (3.1.1: 0x03) past it; another address still connects", async () => {
     const b = await broker({ maxConnectionsPerAddress: 2 });
-    await connectV5(b.port, "a1");
+    const first = await connectV5(b.port, "a1");
     await connectV5(b.port, "a2");
-    await refusedAtAccept(b.port);
+    const over = await connectV5(b.port, "a3");
+    assert.equal(over.connack.reasonCode, 0x97);
+    await over.client.waitClose();
+    assert.equal((await connectV4(b.port, "a4")).connack.returnCode, 3);
     const other = await connectV5(b.port, "b1", { localAddress: "127.0.0.2" });
     assert.equal(other.connack.reasonCode, 0);
-    await refusedAtAccept(b.port);
     assert.equal(b.broker.stats.limitRefusals, 2);
+    first.client.destroy();
+    // a2 and b1 left: a1 gone, and the refused ones closed
+    await until(() => b.broker.connectionLimits.count === 2, "the closed connections to be released", 3000);
+    assert.equal((await connectV5(b.port, "a5")).connack.reasonCode, 0);
   });
 
   it("--max-connect-rate: past the per-address burst a CONNECT gets 0x9F (3.1.1: 0x03); a second later it is in", async () => {

@@ -53,6 +53,25 @@ function validate(c: Client, p: ConnectPacket): void {
   }
 }
 
+/**
+ * Per-address limits (limits/connections.ts), before any authentication work; the address is the
+ * client's own by now (a PROXY protocol header comes before the CONNECT). 3.1.1: 0x03.
+ */
+function admit(c: Client): void {
+  const limits = c.ctx.connectionLimits;
+  const address = c.conn.remote.address ?? "";
+  if (!limits.connectAllowed(address)) {
+    c.ctx.stats.limitRefusals++;
+    throw new MqttError(RC.CONNECTION_RATE_EXCEEDED, "too many CONNECTs from this address (--max-connect-rate)");
+  }
+  const refused = limits.admitAddress(address);
+  if (refused !== undefined) {
+    c.ctx.stats.limitRefusals++;
+    throw new MqttError(RC.QUOTA_EXCEEDED, refused);
+  }
+  c.admittedAddress = address;
+}
+
 function identify(c: Client, p: ConnectPacket): boolean {
   if (p.clientId !== "") return false;
   // [MQTT-3.1.3-8] zero-length id with a persistent session is refused in 3.1.1;
@@ -82,11 +101,7 @@ function toWill(c: Client, p: ConnectPacket): StoredWill | undefined {
 export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> {
   const ctx = c.ctx;
   c.clientId = p.clientId; // so that a refusal's log line names the client
-  if (!ctx.connectionLimits.connectAllowed(c.conn.remote.address ?? "")) {
-    // --max-connect-rate: refused before any authentication work (3.1.1: 0x03 Server unavailable)
-    ctx.stats.limitRefusals++;
-    throw new MqttError(RC.CONNECTION_RATE_EXCEEDED, "too many CONNECTs from this address (--max-connect-rate)");
-  }
+  admit(c);
   validate(c, p);
   // Mosquitto's use_identity_as_username: the verified certificate names the user, whatever
   // CONNECT says (the listener required the certificate, so the identity is there)
