@@ -277,7 +277,7 @@ export function coerce(key: keyof Config, raw: unknown, source: string): unknown
 
 /** Options a listener may set for itself in its URL's query, overriding the global value. */
 export const listenerOptions = [
-  "cafile", "certfile", "keyfile", "requireCertificate", "useIdentityAsUsername", "proxyProtocol",
+  "cafile", "certfile", "keyfile", "requireCertificate", "useIdentityAsUsername", "proxyProtocol", "allowAnonymous",
 ] as const satisfies readonly (keyof Config)[];
 export type ListenerOption = typeof listenerOptions[number];
 

@@ -38,6 +38,8 @@ export interface ConnectInfo extends Identity {
    */
   readonly certificateIdentity?: string;
   readonly protocolVersion: number;
+  /** The listener's own allow-anonymous (`?allow-anonymous=` in its URL), when it has one. */
+  readonly allowAnonymous?: boolean;
 }
 
 /** The outcome of authenticating a CONNECT (user name and password, or none). */

@@ -24,6 +24,10 @@ import { type PasswordFile, parsePasswordFile, verifyPassword } from "./password
 import { SCRAM_SHA_256, ScramExchange } from "./scram.ts";
 
 export interface FileSecurityOptions {
+  /**
+   * Clients without a user name may connect. A listener's own setting (--allow-anonymous, or
+   * ?allow-anonymous= in its URL), which CONNECT brings along (ConnectInfo.allowAnonymous), wins.
+   */
   allowAnonymous: boolean;
   /** "" or undefined: none. */
   passwordFile?: string;
@@ -111,13 +115,13 @@ export class FileSecurity implements Security, Authenticator {
   async authenticate(c: ConnectInfo): Promise<AuthResult> {
     if (c.certificateIdentity !== undefined) return { ok: true, username: c.certificateIdentity };
     if (c.username === undefined) {
-      return this.opts.allowAnonymous
+      return c.allowAnonymous ?? this.opts.allowAnonymous
         ? { ok: true }
         : { ok: false, code: RC.NOT_AUTHORIZED, reason: "anonymous clients are not allowed (--allow-anonymous false)" };
     }
     const pw = this.passwords;
     if (pw === undefined) {
-      return this.opts.allowAnonymous
+      return c.allowAnonymous ?? this.opts.allowAnonymous
         ? { ok: true, username: c.username }
         : { ok: false, code: RC.BAD_USERNAME_OR_PASSWORD, reason: "bad user name or password" };
     }

@@ -47,6 +47,7 @@ export function connectInfo(c: Client, p: ConnectPacket): ConnectInfo {
     remoteAddress: c.conn.remote.address,
     certificateIdentity: c.listener?.useIdentityAsUsername ? c.conn.identity : undefined,
     protocolVersion: c.version,
+    allowAnonymous: c.listener?.allowAnonymous,
   };
 }
 

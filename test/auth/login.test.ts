@@ -93,9 +93,24 @@ describe("--allow-anonymous false", SLOW, () => {
     await mosquittoPub(b.port, "t", "m", { extraArgs: ["-u", "alice", "-P", "secret"] });
   });
 
+  it("a listener of its own may allow anonymous clients (?allow-anonymous=true), the others still refuse them", async () => {
+    const security = await FileSecurity.load({ allowAnonymous: false });
+    const nb = await startBroker({
+      authFailureDelayMs: 0, allowAnonymous: false, listen: ["mqtt://127.0.0.1:0", "mqtt://127.0.0.1:0?allow-anonymous=true"],
+    }, { security });
+    try {
+      const [locked, open] = [nb.listeners[0].listener.port, nb.listeners[1].listener.port];
+      assert.equal((await connectV5(locked, "anon-l")).connack.reasonCode, 0x87);
+      assert.equal((await connectV5(open, "anon-o")).connack.reasonCode, 0);
+    } finally {
+      RawClient.destroyAll();
+      await nb.close();
+    }
+  });
+
   it("without a password file nobody gets in", async () => {
     const security = await FileSecurity.load({ allowAnonymous: false });
-    const nb = await startBroker({ authFailureDelayMs: 0 }, { security });
+    const nb = await startBroker({ authFailureDelayMs: 0, allowAnonymous: false }, { security });
     try {
       assert.equal((await connectV5(nb.port, "x", { username: "alice", password: Buffer.from("secret") })).connack.reasonCode, 0x86);
       assert.equal((await connectV5(nb.port, "y")).connack.reasonCode, 0x87);
@@ -144,7 +159,7 @@ describe("colibri passwd: files Mosquitto and Colibri both accept", SLOW, () => 
 
   it("Colibri logs them in from the same file; -D deletes a user", async () => {
     const security = await FileSecurity.load({ allowAnonymous: false, passwordFile: file });
-    const b = await startBroker({ authFailureDelayMs: 0 }, { security });
+    const b = await startBroker({ authFailureDelayMs: 0, allowAnonymous: false }, { security });
     try {
       await mosquittoPub(b.port, "p/q", "x", { extraArgs: ["-u", "bob", "-P", "pw of bob"] });
       const d = await colibriPasswd(["-D", file, "bob"]);

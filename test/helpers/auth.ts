@@ -62,7 +62,7 @@ export async function startSecureBroker(o: SecureOptions): Promise<SecureBroker>
     passwordFile: o.users ? passwordFile : "",
     aclFile: o.acl !== undefined ? aclFile : "",
   });
-  const b = await startBroker({ authFailureDelayMs: 50, ...o.config }, { security });
+  const b = await startBroker({ authFailureDelayMs: 50, allowAnonymous: o.allowAnonymous ?? true, ...o.config }, { security });
   return {
     ...b,
     dir,
