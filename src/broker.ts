@@ -156,18 +156,26 @@ export class Broker implements RegistryHost, Acceptor {
       }
     }
     let failed = 0;
-    await Promise.all([...this.sessions.values()].map(async (s) => {
+    const pending: Promise<void>[] = [];
+    const lost = (s: Session, e: unknown) => {
+      // without an answer the session may do nothing until it has one
+      failed++;
+      s.permissions = NOTHING_ALLOWED;
+      this.log.error("permissions not renewed; the session may do nothing until it reconnects", {
+        clientId: s.clientId, error: String((e as Error)?.message ?? e),
+      });
+    };
+    for (const s of this.sessions.values()) {
       try {
-        s.permissions = await this.permissionsFor({ clientId: s.clientId, username: s.username });
+        const p = this.permissionsFor({ clientId: s.clientId, username: s.username });
+        // answered at once (the files): in force before this returns, no delivery in between
+        if (!(p instanceof Promise)) s.permissions = p;
+        else pending.push(p.then((q) => void (s.permissions = q), (e) => lost(s, e)));
       } catch (e) {
-        // without an answer the session may do nothing until it has one
-        failed++;
-        s.permissions = NOTHING_ALLOWED;
-        this.log.error("permissions not renewed; the session may do nothing until it reconnects", {
-          clientId: s.clientId, error: String((e as Error)?.message ?? e),
-        });
+        lost(s, e);
       }
-    }));
+    }
+    await Promise.all(pending);
     this.log.info("permissions renewed", { sessions: this.sessions.size, failed });
   }
 

@@ -150,3 +150,20 @@ export async function brokerPublish(
   });
   await r.done;
 }
+
+/**
+ * For a file whose tests each want a broker of their own configuration: the returned function
+ * starts one; all of them (and every RawClient still open) are closed in after().
+ */
+export function brokersForFile(): (config?: Partial<Config>) => Promise<TestBroker> {
+  const open: TestBroker[] = [];
+  after(async () => {
+    RawClient.destroyAll();
+    for (const b of open) await b.close();
+  });
+  return async (config = {}) => {
+    const b = await startBroker(config);
+    open.push(b);
+    return b;
+  };
+}

@@ -5,22 +5,13 @@
  * --max-publish-rate (a client over its rate is slowed down by reading it no faster; one that
  * keeps pushing past --publish-rate-grace-ms is disconnected, MQTT 5 with 0x96).
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startBroker, type TestBroker } from "../helpers/broker.ts";
+import { brokersForFile } from "../helpers/broker.ts";
 import { connectV4, connectV5, drainPublishes, RawClient } from "../helpers/raw-client.ts";
 
-const open: TestBroker[] = [];
-after(async () => {
-  RawClient.destroyAll();
-  for (const b of open) await b.close();
-});
-async function broker(cfg: Parameters<typeof startBroker>[0]) {
-  const b = await startBroker(cfg);
-  open.push(b);
-  return b;
-}
+const broker = brokersForFile();
 const publish = (c: RawClient, topic: string, payload: string | Buffer, qos: 0 | 1, retain = false) =>
   c.sendPacket({ cmd: "publish", topic, payload: Buffer.from(payload), qos, retain, dup: false, messageId: qos ? c.nextMessageId() : undefined });
 

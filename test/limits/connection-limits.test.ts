@@ -4,21 +4,13 @@
  * --max-connections-per-address gets CONNACK 0x97 and one over --max-connect-rate 0x9F (3.1.1:
  * both 0x03), before any authentication work. Clients under the limits never notice them.
  */
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startBroker, type TestBroker, until } from "../helpers/broker.ts";
+import { brokersForFile, startBroker, until } from "../helpers/broker.ts";
+import { ManualClock } from "../../src/clock.ts";
 import { connectV4, connectV5, RawClient } from "../helpers/raw-client.ts";
 
-const open: TestBroker[] = [];
-after(async () => {
-  RawClient.destroyAll();
-  for (const b of open) await b.close();
-});
-async function broker(cfg: Parameters<typeof startBroker>[0]) {
-  const b = await startBroker(cfg);
-  open.push(b);
-  return b;
-}
+const broker = brokersForFile();
 
 /** A TCP connection the broker closes without answering (over a connection limit). */
 async function refusedAtAccept(port: number, localAddress?: string): Promise<void> {
@@ -67,20 +59,27 @@ describe("connection limits", { timeout: 30_000 }, () => {
   });
 
   it("--max-connect-rate: past the per-address burst a CONNECT gets 0x9F (3.1.1: 0x03); a second later it is in", async () => {
-    const b = await broker({ maxConnectRate: 4, authFailureDelayMs: 0 });
-    for (let i = 0; i < 4; i++) {
-      const r = await connectV5(b.port, `r${i}`);
-      assert.equal(r.connack.reasonCode, 0);
+    // a manual clock: the bucket refills only when the test says a second has passed
+    const clock = new ManualClock(Date.now());
+    const b = await startBroker({ maxConnectRate: 4, authFailureDelayMs: 0 }, { clock });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const r = await connectV5(b.port, `r${i}`);
+        assert.equal(r.connack.reasonCode, 0);
+      }
+      const v5 = await connectV5(b.port, "r4");
+      assert.equal(v5.connack.reasonCode, 0x9f);
+      await v5.client.waitClose();
+      const v4 = await connectV4(b.port, "r5");
+      assert.equal(v4.connack.returnCode, 3);
+      // another address has its own bucket
+      assert.equal((await connectV5(b.port, "elsewhere", { localAddress: "127.0.0.2" })).connack.reasonCode, 0);
+      clock.advance(1000);
+      assert.equal((await connectV5(b.port, "r6")).connack.reasonCode, 0);
+    } finally {
+      RawClient.destroyAll();
+      await b.close();
     }
-    const v5 = await connectV5(b.port, "r4");
-    assert.equal(v5.connack.reasonCode, 0x9f);
-    await v5.client.waitClose();
-    const v4 = await connectV4(b.port, "r5");
-    assert.equal(v4.connack.returnCode, 3);
-    // another address has its own bucket
-    assert.equal((await connectV5(b.port, "elsewhere", { localAddress: "127.0.0.2" })).connack.reasonCode, 0);
-    await new Promise((r) => setTimeout(r, 1100));
-    assert.equal((await connectV5(b.port, "r6")).connack.reasonCode, 0);
   });
 
   it("0 turns a limit off", async () => {
