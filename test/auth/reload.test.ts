@@ -138,8 +138,11 @@ describe("SIGHUP reloads the files of the running process", SLOW, () => {
     }
   });
 
-  it("a password file that cannot be read at start: exit with a message naming --password-file", async () => {
+  it("files that cannot be used at start: exit with a message naming the option, the file and the fix", async () => {
     const missing = path.join(dir, "nope");
     await assert.rejects(startBrokerProcess(["--password-file", missing]), /cannot read --password-file .*nope.*check the path/);
+    const bad = path.join(dir, "bad.acl");
+    fs.writeFileSync(bad, "user u\ntopic rw x/#\n");
+    await assert.rejects(startBrokerProcess(["--acl-file", bad]), /invalid --acl-file .*bad\.acl: line 2: invalid access "rw".*fix that line/);
   });
 });
