@@ -451,6 +451,8 @@ export class RedisBus implements ClusterBus {
         resolve = res;
         reject = rej;
       });
+      // callers that do not wait for it (QoS 0) leave it unhandled: the failure is logged here
+      promise.catch((e) => this.log.debug?.("forwarded messages not stored", { node, error: String((e as Error)?.message ?? e) }));
       o = { batch: new ForwardBatch(), promise, resolve, reject };
       this.outbox.set(node, o);
     }

@@ -107,7 +107,8 @@ export interface ClusterBus {
 
   /**
    * Send a message to a node's inbox (for its ordinary subscriptions when `plain`, and for the
-   * shared groups named); batched per tick; resolves when it is stored.
+   * shared groups named); batched per tick; resolves when it is stored. A failure is logged by
+   * the bus; a caller that does not wait (QoS 0) need not handle the promise.
    */
   send(node: string, msg: StoredMessage, publisher: string | undefined, plain: boolean, shares?: string[]): Promise<void>;
   /** Ask a node to do something; resolves when it answered, rejects after timeoutMs. */

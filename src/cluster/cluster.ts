@@ -16,9 +16,13 @@
  */
 import type { StoredMessage } from "../message.ts";
 import type { Logger } from "../log.ts";
-import type { Router } from "../routing/router.ts";
+import type { RouteOptions, Router } from "../routing/router.ts";
 import type { ClusterBus, Forward } from "./bus.ts";
 import { type RemoteMatch, RemoteRoutes } from "./routes.ts";
+
+/** Forwarded messages go to ordinary subscriptions only: the sender chose the groups. */
+const NO_GROUP = () => false;
+const PLAIN_ONLY: RouteOptions = { share: NO_GROUP };
 
 export interface ClusterHost {
   readonly router: Router;
@@ -117,11 +121,9 @@ export class Cluster {
   private sendTo(node: string, msg: StoredMessage, publisher: string | undefined, plain: boolean, shares: string[] | undefined, r: RouteResult): void {
     r.matched++;
     const p = this.bus.send(node, msg, publisher, plain, shares);
+    // QoS 0 is not waited for (a bus reports its own failed sends; see ClusterBus.send)
     if (msg.qos > 0) (r.pending ??= []).push(p);
-    else p.catch(this.qos0Lost);
   }
-
-  private qos0Lost = (e: unknown) => this.host.log.debug("QoS 0 message not forwarded", { error: String(e) });
 
   // --- from other nodes -------------------------------------------------------------------
 
@@ -132,18 +134,21 @@ export class Cluster {
   deliver(list: Forward[], only?: (clientId: string) => boolean): Promise<unknown> | undefined {
     const router = this.host.router;
     let pending: Promise<unknown>[] | undefined;
+    // one options object per batch, not per message
+    const opts: RouteOptions = only === undefined ? PLAIN_ONLY : { share: NO_GROUP, only, drained: true };
+    const drained = only !== undefined;
     for (const f of list) {
       const msg = f.msg;
       if (msg.retain) this.host.retainedSeen(msg.topic);
       if (f.plain) {
-        const r = router.route(msg, f.publisher, { share: () => false, only, drained: only !== undefined });
+        const r = router.route(msg, f.publisher, opts);
         if (r.pending) (pending ??= []).push(...r.pending);
       }
       if (f.shares === undefined) continue;
       for (const share of f.shares) {
         // a group message from a dead node's inbox goes to any member still here (the dead
         // node's own members are gone or adopted; the group is what counts)
-        const r = router.toShare(share, msg, undefined, only !== undefined);
+        const r = router.toShare(share, msg, undefined, drained);
         if (r === false) {
           const on = this.passOn(share, msg, f.publisher);
           if (on) (pending ??= []).push(on);
