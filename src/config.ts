@@ -153,7 +153,9 @@ export const defaults: Config = {
   aclFile: "",
   authFailureDelayMs: 1000,
   maxConnections: 100_000,
-  maxConnectionsPerAddress: 10_000,
+  // off by default: behind NAT or a load balancer without the PROXY protocol many clients share
+  // one address; the node's own limit (maxConnections) protects the process either way
+  maxConnectionsPerAddress: 0,
   maxConnectRate: 1000,
   maxSubscriptionsPerClient: 10_000,
   maxRetainedMessages: 1_000_000,
