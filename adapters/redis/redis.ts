@@ -70,7 +70,15 @@ export class RedisPersistence implements Persistence {
 
   /** Connect (one attempt, bounded) and return the backend; rejects naming the URL. */
   static async connect(opts: RedisPersistenceOptions): Promise<RedisPersistence> {
-    return new RedisPersistence(await openRedis(opts), opts);
+    const redis = await openRedis(opts);
+    // Load every script before the first call: ioredis answers a NOSCRIPT (a script Redis has not
+    // seen, e.g. one just changed) by sending EVAL after the commands queued behind it, and that
+    // reordering lost a retained message to the SUBSCRIBE right after it. (A Redis that restarts
+    // empty forgets them again.)
+    await Promise.all(Object.values(lua).map((def) => redis.script("LOAD", def.lua))).catch((e) => {
+      throw new Error(`redis persistence: scripts not loaded: ${(e as Error).message}`, { cause: e });
+    });
+    return new RedisPersistence(redis, opts);
   }
 
   /** The connection (auto-pipelined); the cluster bus sends through it too, in order. */
