@@ -7,7 +7,7 @@ import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
 import { Redis } from "ioredis";
-import { freePort, makeTempDir, mosquittoPub, mosquittoSub, removeDir, runCommand } from "../helpers/system.ts";
+import { freePortRange, makeTempDir, mosquittoPub, mosquittoSub, removeDir, runCommand } from "../helpers/system.ts";
 import { isBun } from "../helpers/broker.ts";
 
 describe("scripts/cluster-up.sh", () => {
@@ -24,9 +24,10 @@ describe("scripts/cluster-up.sh", () => {
   });
 
   it("starts a 3-node cluster behind HAProxy that routes across nodes, and stops it", { timeout: 60_000 }, async () => {
-    const lb = await freePort();
+    // the script uses lb, lb + 1..3 and base + 1..3: whole ranges, away from ephemeral ports
+    const lb = await freePortRange(4);
     env = {
-      ...process.env, COLIBRI_CLUSTER_DIR: dir, COLIBRI_LB_PORT: String(lb), COLIBRI_NODE_BASE_PORT: String(await freePort()),
+      ...process.env, COLIBRI_CLUSTER_DIR: dir, COLIBRI_LB_PORT: String(lb), COLIBRI_NODE_BASE_PORT: String(await freePortRange(4)),
       COLIBRI_REDIS_PREFIX: prefix, COLIBRI_RUNTIME: isBun ? "bun" : "deno",
     };
     const up = await runCommand("bash", ["scripts/cluster-up.sh", "3"], { env, timeoutMs: 60_000 });
