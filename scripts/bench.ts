@@ -4,7 +4,7 @@
  * markdown table of medians with ratios to Mosquitto.
  *
  *   bun run scripts/bench.ts [--quick] [--brokers ...] [--scenarios ...] [--out f.json] [--markdown BENCHMARKS.md]
- *   deno run -P scripts/bench.ts ...   (node:net transport)
+ *   deno run -A scripts/bench.ts ...   (node:net transport)
  *
  * Run with --help for every option.
  */
@@ -31,7 +31,7 @@ const GENERATOR_BOUND_PCT = 90;
 
 function reproduceCommand(cfg: BenchConfig): string {
   const v = process.versions as Record<string, string | undefined>;
-  const runner = v.bun !== undefined ? "bun run" : "deno run -P";
+  const runner = v.bun !== undefined ? "bun run" : "deno run -A";
   return `${runner} scripts/bench.ts ${cfg.argv.join(" ")}`.trim();
 }
 

@@ -7,7 +7,7 @@
 #   1. runs `npm install` when node_modules is missing, lacks the bun/deno binaries,
 #      or is older than package.json / package-lock.json;
 #   2. installs the Debian packages that provide mosquitto_pub/_sub, mosquitto,
-#      haproxy and redis-server/redis-cli when a binary is missing
+#      haproxy, redis-server/redis-cli and tmux (colibri top's test) when a binary is missing
 #      (`apt-get update` at most once per run, and only if something is missing);
 #   3. makes sure a Redis answers on 127.0.0.1:6379, starting a throwaway one if not.
 # Nothing here is fatal: a missing tool is reported and the tests that need it fail
@@ -74,7 +74,8 @@ fi
 
 # binary -> Debian package providing it
 for pair in mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients \
-            mosquitto:mosquitto haproxy:haproxy redis-server:redis-server redis-cli:redis-tools; do
+            mosquitto:mosquitto haproxy:haproxy redis-server:redis-server redis-cli:redis-tools \
+            tmux:tmux; do
   bin=${pair%%:*} pkg=${pair#*:}
   have_bin "$bin" || apt_install "$pkg" || log "could not install $pkg (for $bin)"
 done

@@ -5,7 +5,7 @@
 #   bash scripts/test.sh test/foo.test.ts # only these files (passed to both runners)
 #
 # Steps: scripts/setup.sh (npm + Debian packages + Redis), `deno check` of the source
-# trees, `deno test -P --no-check` (types were just checked; this way one file's type
+# trees, `deno test -A --no-check` (types were just checked; this way one file's type
 # error does not keep every other test from running), `bun test`. Both runners' output
 # is shown and kept in a temp directory (removed when everything passed, kept and named
 # otherwise).
@@ -189,7 +189,7 @@ fi
 for r in $runners; do
   case $r in
     deno)
-      args=(test -P --no-check "--junit-path=$tmp/deno-junit.xml")
+      args=(test -A --no-check "--junit-path=$tmp/deno-junit.xml")
       if [ "$deno_jobs" -gt 1 ]; then args+=(--parallel); fi
       banner "deno test (DENO_JOBS=$deno_jobs)"
       export DENO_JOBS=$deno_jobs
@@ -207,7 +207,7 @@ for r in $runners; do
       banner "$r: test/wire test/mqtt5 with COLIBRI_TEST_PERSISTENCE=redis"
       export COLIBRI_TEST_PERSISTENCE=redis
       if [ "$r" = deno-redis ]; then
-        args=(test -P --no-check "--junit-path=$tmp/deno-redis-junit.xml")
+        args=(test -A --no-check "--junit-path=$tmp/deno-redis-junit.xml")
         if [ "$deno_jobs" -gt 1 ]; then args+=(--parallel); fi
         run_logged "$r" "$DENO" "${args[@]}" test/wire test/mqtt5
       else

@@ -14,11 +14,10 @@ import type { StoredMessage, StoredSubscription, StoredWill } from "./message.ts
 import { Router } from "./routing/router.ts";
 import { parseShared } from "./routing/topic.ts";
 import { Client, releaseEncodings } from "./session/client.ts";
-import type { PublishResult, Stats } from "./session/context.ts";
+import { newStats, type PublishResult, type Stats } from "./session/context.ts";
 import { KeepaliveWheel } from "./session/keepalive.ts";
 import type { Session } from "./session/session.ts";
 import { compactPayload, LEVEL, MemoryAccount } from "./session/memory.ts";
-import { startSysTopics } from "./sys.ts";
 import { RC } from "./protocol/reason-codes.ts";
 import { type ClusterBus, type Forward, LocalBus, type Request } from "./cluster/bus.ts";
 import { Cluster } from "./cluster/cluster.ts";
@@ -26,6 +25,7 @@ import { type Attached, type RegistryHost, SessionRegistry } from "./sessions.ts
 import { ALLOW_ALL, allowAll, type Identity, type Permissions, type Security } from "./auth/auth.ts";
 import { ConnectionLimits } from "./limits/connections.ts";
 import { RetainedQuotaError } from "./persistence/persistence.ts";
+import { SysTopics } from "./ops/sys.ts";
 
 export interface BrokerOptions {
   config: Config;
@@ -57,16 +57,12 @@ export class Broker implements RegistryHost, Acceptor {
   readonly wheel: KeepaliveWheel;
   readonly cluster: Cluster;
   readonly registry: SessionRegistry;
+  /** $SYS topics of this node (ops/sys.ts). */
+  readonly sys: SysTopics;
   readonly clients = new Set<Client>();
-  readonly stats: Stats = {
-    connections: 0, messagesIn: 0, messagesOut: 0, droppedQueueFull: 0,
-    droppedQos0SlowConsumer: 0, droppedTooLarge: 0, protocolErrors: 0, persistenceErrors: 0,
-    shedQos0: 0, refusedPublishes: 0, refusedConnections: 0,
-    authFailures: 0, aclDenied: 0, limitRefusals: 0, throttledPublishes: 0,
-  };
+  readonly stats: Stats = newStats();
   /** Bytes held for messages, and the pressure level past --max-memory-bytes (session/memory.ts). */
   readonly memory: MemoryAccount;
-  private stopSys: (() => void) | undefined;
   readonly security: Security;
   readonly connectionLimits: ConnectionLimits;
   private refusalsLogged = 0;
@@ -91,6 +87,7 @@ export class Broker implements RegistryHost, Acceptor {
     this.idPrefix = `${bus.nodeId}${bus.clustered ? "" : "#" + incarnation()}:`;
     this.cluster = new Cluster(bus, this);
     this.registry = new SessionRegistry(this);
+    this.sys = new SysTopics(this);
     this.security = opts.security ?? allowAll;
     this.connectionLimits = new ConnectionLimits(opts.config, this.clock);
     this.stopWatchingSecurity = this.security.changed?.(() => void this.securityChanged());
@@ -130,6 +127,7 @@ export class Broker implements RegistryHost, Acceptor {
     }
     const c = new Client(conn, this, listener);
     this.clients.add(c);
+    this.stats.sockets++;
     return c;
   }
 
@@ -269,6 +267,8 @@ export class Broker implements RegistryHost, Acceptor {
       this.log.error("retained lookup failed", { filter, error: String(e) });
       return;
     }
+    // the broker's own $SYS values are retained on this node only (ops/sys.ts)
+    if (filter.startsWith("$SYS") && (filter.length === 4 || filter.charCodeAt(4) === 47)) msgs = msgs.concat(this.sys.match(filter));
     for (const m of msgs) {
       // a newer retained message for this topic was delivered live meanwhile
       if (skip !== undefined && skip.has(m.topic)) continue;
@@ -345,7 +345,13 @@ export class Broker implements RegistryHost, Acceptor {
     this.clients.delete(c);
     this.connectionLimits.release();
     if (c.admittedAddress !== undefined) this.connectionLimits.releaseAddress(c.admittedAddress);
-    if (c.connected) this.stats.connections--;
+    if (c.connected) {
+      this.stats.connections--;
+      this.log.info("client disconnected", {
+        clientId: c.clientId, address: c.conn.remote.address, reason: c.reason,
+        code: c.closeCode === undefined ? undefined : `0x${c.closeCode.toString(16)}`, will: publishWill && c.will !== undefined,
+      });
+    }
     this.registry.detach(c, publishWill);
   }
 
@@ -361,7 +367,8 @@ export class Broker implements RegistryHost, Acceptor {
     const cl = this.cluster;
     if (cl.enabled) {
       await cl.bus.start({
-        forwards: (list: Forward[], _from: string, drainOf?: string) => {
+        forwards: (list: Forward[], from: string, drainOf?: string) => {
+          if (drainOf === undefined) this.sys.received(list, from);
           const only = drainOf === undefined ? undefined : this.adopting.get(drainOf);
           return cl.deliver(list, only === undefined ? undefined : (id) => only.has(id));
         },
@@ -372,7 +379,10 @@ export class Broker implements RegistryHost, Acceptor {
             for (const f of removed) cl.remote.remove(node, f);
           }
         },
-        nodeGone: (node) => cl.remote.dropNode(node),
+        nodeGone: (node) => {
+          cl.remote.dropNode(node);
+          this.sys.forget(node);
+        },
         request: (from: string, req: Request) => this.registry.onRequest(from, req),
         reap: async (node) => {
           const ids = await this.registry.adopt(node);
@@ -388,7 +398,7 @@ export class Broker implements RegistryHost, Acceptor {
       });
     }
     await this.registry.start();
-    this.stopSys = startSysTopics(this);
+    this.sys.start();
   }
 
   /** Dead nodes being drained here: node -> the client ids adopted from it. */
@@ -405,6 +415,22 @@ export class Broker implements RegistryHost, Acceptor {
   }
 
   /**
+   * Close a connection because this node stops (or drains, ops/drain.ts): MQTT 5 clients get
+   * DISCONNECT 0x8B Server shutting down, or with a Server Reference (--drain-server-reference,
+   * else --server-reference) 0x9C Use another server (0x9D Server moved with --server-moved).
+   * Not an abnormal end: no will (see close).
+   */
+  sendAway(c: Client): void {
+    const ref = this.config.drainServerReference || this.config.serverReference;
+    if (ref === "") {
+      c.disconnect(RC.SERVER_SHUTTING_DOWN, "server shutting down", undefined, false);
+      return;
+    }
+    const code = this.config.serverMoved ? RC.SERVER_MOVED : RC.USE_ANOTHER_SERVER;
+    c.disconnect(code, `server shutting down; use ${ref}`, { serverReference: ref }, false);
+  }
+
+  /**
    * Stop: close every connection (MQTT 5: 0x8B server shutting down), record the sessions as
    * disconnected without wills, leave the cluster (survivors adopt the sessions at once).
    */
@@ -413,9 +439,9 @@ export class Broker implements RegistryHost, Acceptor {
     // lists network failure, keepalive expiry, protocol errors and the client closing without
     // DISCONNECT): no wills. Clients reconnect (to this node again or, in a cluster, another).
     this.shuttingDown = true;
-    this.stopSys?.();
+    this.sys.stop();
     this.stopWatchingSecurity?.();
-    for (const c of [...this.clients]) c.disconnect(RC.SERVER_SHUTTING_DOWN, "server shutting down");
+    for (const c of [...this.clients]) this.sendAway(c);
     this.flushAll();
     this.wheel.stop();
     this.registry.stop();

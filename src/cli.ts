@@ -1,12 +1,14 @@
 /**
  * Command line, environment and config file -> Config. Precedence: flags > environment
- * (COLIBRI_<OPTION>) > JSON config file (--config) > defaults. Every error names the option,
- * the value and the fix.
+ * (COLIBRI_<OPTION>) > JSON config file (--config) > defaults; where each value came from is
+ * kept for --print-config. Every error names the option, the value and the fix.
  */
 import { coerce, type Config, ConfigError, defaults, flagName, resolveConfig, rules } from "./config.ts";
+import { formatConfig, formatHelp, type Note, type Origin, type Origins } from "./cli-format.ts";
 import { listenerSpecs } from "./listener-spec.ts";
 
-export const VERSION = "0.1.0";
+export { VERSION } from "./version.ts";
+import { VERSION } from "./version.ts";
 
 const descriptions: Partial<Record<keyof Config, string>> = {
   host: "address of the plain TCP listener",
@@ -18,9 +20,9 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   requireCertificate: "TLS listeners refuse clients without a certificate signed by --cafile",
   useIdentityAsUsername: "the client certificate's CN (or SAN) is the user name (needs --require-certificate)",
   proxyProtocol: "mqtt:// listeners expect a PROXY protocol v1/v2 header (HAProxy send-proxy-v2)",
-  nodeId: "node id in a cluster (default: random)",
-  persistence: "memory (embedded, default) or redis",
-  redisUrl: "Redis URL for --persistence redis",
+  nodeId: "this node's name in a cluster and in logs; unique per process either way",
+  persistence: "memory (embedded) or redis; a --redis-url without --persistence means redis",
+  redisUrl: "Redis URL (redis://[user:password@]host:port[/db], rediss:// for TLS)",
   redisPrefix: "key prefix in Redis (several brokers or tests can share one Redis)",
   connectTimeoutMs: "ms a connection may take to send CONNECT",
   maxPacketSize: "largest packet accepted, bytes",
@@ -59,34 +61,34 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   maxRetainedBytes: "payload bytes of all retained messages (0 = no limit)",
   maxPublishRate: "PUBLISH packets per second per client; faster ones are slowed (0 = no limit)",
   publishRateGraceMs: "ms a client may stay slowed by --max-publish-rate before it is disconnected (0x96)",
+  httpPort: "HTTP port for /metrics, /healthz, /readyz and POST /drain (0 = no HTTP endpoint)",
+  httpHost: "address of the HTTP endpoint",
+  logFormat: "text (one line per event, key=value) or json (one object per line)",
+  shutdownTimeoutMs: "on SIGTERM, exit within this many ms even if closing is not finished",
+  drainRate: "clients sent away per second when draining (SIGUSR2, POST /drain); 0 = all at once",
+  drainServerReference: "MQTT 5 clients sent away by a drain or a shutdown get 0x9C Use another server with this reference instead of 0x8B",
+  exitWithParent: "exit when the launcher that started the broker (npm start, deno task) goes away",
 };
 
 export function helpText(): string {
-  const lines = [
-    `colibri ${VERSION} — MQTT 3.1 / 3.1.1 / 5.0 broker`,
-    "",
-    "usage: bun run src/main.ts [options]      deno run -P src/main.ts [options]",
-    "",
-    "options (also COLIBRI_<OPTION> in the environment, or keys of a JSON file given with --config):",
-  ];
-  for (const key of Object.keys(rules) as (keyof Config)[]) {
-    const d = defaults[key];
-    const shown = d === "" || (Array.isArray(d) && d.length === 0) ? "none" : String(d);
-    lines.push(`  --${flagName(key).padEnd(28)} ${descriptions[key] ?? ""} (default: ${shown})`);
-  }
-  lines.push("  --config <file.json>           read options from a JSON file");
-  lines.push("  --help, --version");
-  return lines.join("\n");
+  return formatHelp(VERSION, (Object.keys(rules) as (keyof Config)[]).map((key) => ({
+    flag: flagName(key),
+    rule: rules[key],
+    description: descriptions[key] ?? "",
+    default: key === "nodeId" ? "random" : defaults[key],
+  })));
 }
 
-export type CliResult = { kind: "help" } | { kind: "version" } | { kind: "run"; config: Config };
+export type CliResult =
+  | { kind: "help" }
+  | { kind: "version" }
+  | { kind: "run" | "print-config"; config: Config; origins: Origins; notes: Note[] };
 
-const byFlag = new Map<string, keyof Config>(
-  (Object.keys(rules) as (keyof Config)[]).map((k) => [flagName(k), k]),
-);
-const byEnv = new Map<string, keyof Config>(
-  (Object.keys(rules) as (keyof Config)[]).map((k) => ["COLIBRI_" + flagName(k).replace(/-/g, "_").toUpperCase(), k]),
-);
+const keys = Object.keys(rules) as (keyof Config)[];
+const byFlag = new Map<string, keyof Config>(keys.map((k) => [flagName(k), k]));
+const envName = (k: keyof Config) => "COLIBRI_" + flagName(k).replace(/-/g, "_").toUpperCase();
+/** A config file's keys: the flag spelling ("log-level") or the camelCase one ("logLevel"). */
+const byFileKey = new Map<string, keyof Config>([...keys.map((k) => [k, k] as const), ...byFlag]);
 
 export function parseCli(
   argv: string[],
@@ -94,11 +96,17 @@ export function parseCli(
   readFile: (path: string) => string,
 ): CliResult {
   const fromFlags: Partial<Record<keyof Config, unknown>> = {};
+  const origins = {} as Origins;
   let configFile: string | undefined;
+  let print = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--help" || a === "-h") return { kind: "help" };
     if (a === "--version" || a === "-v") return { kind: "version" };
+    if (a === "--print-config") {
+      print = true;
+      continue;
+    }
     if (!a.startsWith("--")) throw new ConfigError(`unexpected argument ${JSON.stringify(a)}: options start with --; see --help`);
     let name = a.slice(2);
     let value: string | undefined;
@@ -123,6 +131,7 @@ export function parseCli(
     const v = coerce(key, value, `--${name}`);
     // a repeated --listen adds a listener; any other repeated flag: the last one wins
     fromFlags[key] = rules[key].kind === "listen" ? [...(fromFlags[key] as string[] ?? []), ...(v as string[])] : v;
+    origins[key] = { source: "flag", where: `--${name}` };
   }
   const merged: Partial<Record<keyof Config, unknown>> = {};
   configFile ??= env.COLIBRI_CONFIG;
@@ -134,19 +143,72 @@ export function parseCli(
       throw new ConfigError(`cannot read config file ${configFile}: ${(e as Error).message}; fix the path or the JSON`);
     }
     if (typeof json !== "object" || json === null || Array.isArray(json)) {
-      throw new ConfigError(`config file ${configFile} must hold a JSON object of options`);
+      throw new ConfigError(`config file ${configFile} must hold a JSON object of options, e.g. {"port": 1884, "log-level": "warn"}`);
     }
+    const seen = new Map<keyof Config, string>();
     for (const [k, v] of Object.entries(json)) {
-      if (!(k in rules)) throw new ConfigError(`unknown option ${JSON.stringify(k)} in ${configFile}: see --help`);
-      merged[k as keyof Config] = coerce(k as keyof Config, v, `${k} in ${configFile}`);
+      const key = byFileKey.get(k);
+      if (!key) {
+        throw new ConfigError(
+          `unknown option ${JSON.stringify(k)} in ${configFile}: keys are the option names of --help, as "log-level" or "logLevel"`,
+        );
+      }
+      if (seen.has(key)) throw new ConfigError(`option ${JSON.stringify(k)} given twice in ${configFile} (also as ${JSON.stringify(seen.get(key))})`);
+      seen.set(key, k);
+      merged[key] = coerce(key, v, `${k} in ${configFile}`);
+      if (!origins[key]) origins[key] = { source: "file", where: configFile };
     }
   }
-  for (const [envName, key] of byEnv) {
-    const v = env[envName];
-    if (v !== undefined && v !== "") merged[key] = coerce(key, v, envName);
+  for (const key of keys) {
+    const name = envName(key);
+    const v = env[name];
+    if (v === undefined || v === "") continue;
+    merged[key] = coerce(key, v, name);
+    if (origins[key]?.source !== "flag") origins[key] = { source: "env", where: name };
   }
   Object.assign(merged, fromFlags);
+  const notes = implied(merged, origins);
   const config = resolveConfig(merged as Partial<Config>);
   listenerSpecs(config); // every listener checked now, before anything starts
-  return { kind: "run", config };
+  for (const key of keys) origins[key] ??= { source: "default" };
+  if (origins.nodeId.source === "default") origins.nodeId = { source: "generated" };
+  return { kind: print ? "print-config" : "run", config, origins, notes };
+}
+
+/**
+ * A Redis URL given without --persistence means Redis (said at start); given with
+ * --persistence memory it is ignored (a warning). Nothing is silently dropped.
+ */
+function implied(merged: Partial<Record<keyof Config, unknown>>, origins: Origins): Note[] {
+  if (origins.redisUrl === undefined) return [];
+  const what = describeOrigin(origins.redisUrl, "redisUrl");
+  if (origins.persistence === undefined) {
+    merged.persistence = "redis";
+    origins.persistence = { source: "implied", where: "--redis-url" };
+    return [{ level: "info", text: `persistence redis, implied by ${what}` }];
+  }
+  if (merged.persistence === "memory") {
+    return [{ level: "warn", text: `${what} ignored: persistence is memory (${describeOrigin(origins.persistence, "persistence")})` }];
+  }
+  return [];
+}
+
+function describeOrigin(o: Origin, key: keyof Config): string {
+  return o.source === "file" ? `"${flagName(key)}" in ${o.where}` : o.where ?? `--${flagName(key)}`;
+}
+
+/** The effective configuration, one option per line with where its value came from. */
+export function configText(config: Config, origins: Origins): string {
+  return formatConfig(VERSION, keys.map((key) => ({
+    flag: flagName(key),
+    value: config[key],
+    secret: isSecret(key),
+    origin: origins[key],
+  })));
+}
+
+/** Options whose values are (or hold) secrets: masked by --print-config. */
+function isSecret(key: keyof Config): boolean | "url" {
+  if (key === "redisUrl") return "url";
+  return /password|secret|token/i.test(key);
 }

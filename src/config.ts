@@ -107,6 +107,19 @@ export interface Config {
   maxPublishRate: number;
   /** A client held back by the publish rate this long without a pause is disconnected (0x96). */
   publishRateGraceMs: number;
+  // --- operations (src/ops) ---
+  /** Port of the HTTP endpoint (/metrics, /healthz, /readyz, POST /drain); 0 = none. */
+  httpPort: number;
+  httpHost: string;
+  logFormat: "text" | "json";
+  /** SIGTERM: the process exits within this many ms, done or not. */
+  shutdownTimeoutMs: number;
+  /** Draining sends this many clients away per second; 0 = all at once. */
+  drainRate: number;
+  /** Server Reference for MQTT 5 clients sent away by a drain or a shutdown (0x9C); "" = 0x8B. */
+  drainServerReference: string;
+  /** Exit when the launcher (npm start, deno task) that started the process goes away. */
+  exitWithParent: boolean;
 }
 
 export const defaults: Config = {
@@ -162,6 +175,13 @@ export const defaults: Config = {
   maxRetainedBytes: 256 * 1024 * 1024,
   maxPublishRate: 10_000,
   publishRateGraceMs: 10_000,
+  httpPort: 0,
+  httpHost: "0.0.0.0",
+  logFormat: "text",
+  shutdownTimeoutMs: 10_000,
+  drainRate: 200,
+  drainServerReference: "",
+  exitWithParent: false,
 };
 
 export class ConfigError extends Error {
@@ -227,6 +247,13 @@ export const rules: Record<keyof Config, Rule> = {
   maxRetainedBytes: { kind: "int", min: 0, max: 2 ** 50 },
   maxPublishRate: { kind: "int", min: 0, max: 100_000_000 },
   publishRateGraceMs: { kind: "int", min: 100, max: 3_600_000 },
+  httpPort: { kind: "int", min: 0, max: 65535 },
+  httpHost: { kind: "string" },
+  logFormat: { kind: "enum", values: ["text", "json"] },
+  shutdownTimeoutMs: { kind: "int", min: 100, max: 600_000 },
+  drainRate: { kind: "int", min: 0, max: 1_000_000 },
+  drainServerReference: { kind: "string" },
+  exitWithParent: { kind: "bool" },
 };
 
 /**

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import { helpText, parseCli, VERSION } from "./cli.ts";
+import { configText, helpText, parseCli, VERSION } from "./cli.ts";
 import { type Config, ConfigError } from "./config.ts";
 import { Broker } from "./broker.ts";
 import { listenerSpecs } from "./listener-spec.ts";
@@ -17,6 +17,10 @@ import { type Reloadable, reloadAll } from "./reload.ts";
 import type { Transports } from "./transport.ts";
 import type { ClusterBus } from "./cluster/bus.ts";
 import { FileSecurity, SecurityFileError } from "./auth/file-security.ts";
+import { Ops } from "./ops/ops.ts";
+import { type HttpServer, opsHandler, type ServeHttp } from "./ops/http.ts";
+import { makeShutdown } from "./ops/shutdown.ts";
+import { watchParent } from "./ops/parent-watch.ts";
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
@@ -32,6 +36,25 @@ export async function loadTransports(): Promise<Transports> {
     import("../adapters/deno/websocket.ts"),
   ]);
   return { mqtt: tcp.listenTcp, mqtts: tls.listenTls, ws: ws.listenWebSocket, wss: ws.listenWebSocket };
+}
+
+async function loadServeHttp(): Promise<ServeHttp> {
+  const mod = isBun ? await import("../adapters/bun/http.ts") : await import("../adapters/deno/http.ts");
+  return mod.serveHttp;
+}
+
+/** The operations endpoint (--http-port), up before the broker starts: /readyz says "starting". */
+async function startHttp(config: Config, ops: Ops): Promise<HttpServer | undefined> {
+  if (config.httpPort === 0) return undefined;
+  try {
+    return await (await loadServeHttp())(opsHandler(ops), { host: config.httpHost, port: config.httpPort });
+  } catch (e) {
+    const msg = String((e as Error)?.message ?? e);
+    if (/in use|EADDRINUSE|AddrInUse/i.test(msg) || (e as Error)?.name === "AddrInUse") {
+      fatal(`port ${config.httpPort} on ${config.httpHost} is already in use; choose another with --http-port <n> (or COLIBRI_HTTP_PORT)`);
+    }
+    fatal(`cannot serve HTTP on ${config.httpHost}:${config.httpPort}: ${msg} (check --http-host and --http-port)`);
+  }
 }
 
 /**
@@ -90,6 +113,7 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   let config: Config;
+  let notes: { level: "info" | "warn"; text: string }[];
   try {
     const r = parseCli(argv, process.env as Record<string, string | undefined>, (p) => readFileSync(p, "utf8"));
     if (r.kind === "help") {
@@ -100,12 +124,18 @@ export async function main(argv: string[]): Promise<void> {
       console.log(`colibri ${VERSION}`);
       return;
     }
+    if (r.kind === "print-config") {
+      console.log(configText(r.config, r.origins));
+      return;
+    }
     config = r.config;
+    notes = r.notes;
   } catch (e) {
     if (e instanceof ConfigError) fatal(e.message);
     throw e;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, { format: config.logFormat, node: config.nodeId });
+  for (const n of notes) log[n.level](n.text);
   // One client's failure must never take the broker down: an error that escaped every handler
   // is logged (loudly: it is a bug) and the process goes on serving everyone else.
   process.on("unhandledRejection", (e: unknown) => log.error("unhandled rejection (bug)", { error: String((e as Error)?.stack ?? e) }));
@@ -137,8 +167,19 @@ export async function main(argv: string[]): Promise<void> {
     fatal(`${(e as Error).message} (check --redis-url, or use --persistence memory)`);
   }
   const broker = new Broker({ config, persistence, log, bus, security });
+  // listeners open once the broker has started; a drain or stop that comes first closes them
+  // as soon as they are open
+  let listeners: OpenListener[] = [];
+  let accepting = true;
+  let closed: Promise<void> | undefined;
+  const stopAccepting = () => {
+    accepting = false;
+    return closed ??= closeListeners(listeners);
+  };
+  const ops = new Ops(broker, { runtime: isBun ? "bun" : "deno", stopAccepting });
+  const http = await startHttp(config, ops);
+  if (http) log.info("http endpoint listening", { host: config.httpHost, port: http.port, paths: "/metrics /healthz /readyz POST /drain" });
   await broker.start();
-  let listeners: OpenListener[];
   try {
     listeners = await openListeners(specs, await loadTransports(), broker, config, log);
   } catch (e) {
@@ -146,23 +187,35 @@ export async function main(argv: string[]): Promise<void> {
     if (e instanceof ListenError) fatal(listenFailure(e, config));
     throw e;
   }
+  if (!accepting) closed = closeListeners(listeners);
+  ops.start();
   for (const o of listeners) {
     log.info("colibri listening", {
       listener: o.spec.name, host: o.spec.host, port: o.listener.port, runtime: isBun ? "bun" : "deno",
-      persistence: persistence.name, node: config.nodeId,
+      persistence: persistence.name, version: VERSION, pid: process.pid,
       anonymous: config.allowAnonymous, passwordFile: config.passwordFile || undefined, aclFile: config.aclFile || undefined,
     });
   }
   reloadables.push(...tlsReloadables(listeners));
-  const stop = async () => {
-    log.info("shutting down");
-    await closeListeners(listeners);
-    await broker.close();
-    await persistence.close();
-    process.exit(0);
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  const stop = makeShutdown({
+    timeoutMs: config.shutdownTimeoutMs,
+    log,
+    exit: (code) => process.exit(code),
+    steps: [
+      { name: "not ready", run: () => ops.stop() },
+      { name: "stop accepting", run: stopAccepting },
+      { name: "send clients away, flush sessions, leave the cluster", run: () => broker.close() },
+      { name: "close the store", run: () => persistence.close() },
+      { name: "close the http endpoint", run: () => http?.close() },
+    ],
+  });
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGUSR2", () => {
+    log.info("SIGUSR2: draining");
+    ops.drain();
+  });
+  if (config.exitWithParent) watchParent((why) => void stop(`the launcher went away (${why})`));
 }
 
 if ((import.meta as { main?: boolean }).main) {

@@ -212,7 +212,7 @@ export class SessionRegistry {
       if (!(await this.bus.suspect(owner.node))) return;
       const now = await this.bus.owner(clientId);
       if (now?.token !== owner.token) return;
-      if (!logged) this.b.log.info("waiting for a dead node's sessions to be adopted", { clientId, node: owner.node });
+      if (!logged) this.b.log.info("waiting for a dead node's sessions to be adopted", { clientId, peer: owner.node });
       logged = true;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -229,7 +229,7 @@ export class SessionRegistry {
       this.bus.request(owner.node, { op, clientId, by: this.bus.nodeId }, b.config.takeoverTimeoutMs).then(
         () => true,
         (e) => {
-          b.log.warn("node did not answer a takeover request", { clientId, node: owner.node, op, error: String(e?.message ?? e) });
+          b.log.warn("node did not answer a takeover request", { clientId, peer: owner.node, op, error: String(e?.message ?? e) });
           return false;
         },
       );
@@ -449,6 +449,7 @@ export class SessionRegistry {
     s.expiryTimer = this.longTimeout(at, () => {
       if (s.client || this.map.get(s.clientId) !== s) return;
       this.b.log.debug("session expired", { clientId: s.clientId });
+      this.b.stats.sessionsExpired++;
       if (s.pendingWill) {
         const w = s.pendingWill;
         s.pendingWill = undefined;
@@ -653,7 +654,7 @@ export class SessionRegistry {
       taken.push({ rec, token });
     });
     const adopted = await this.recoverAll(taken, true);
-    this.b.log.info("adopted a dead node's sessions", { node, sessions: adopted.length, wills });
+    this.b.log.info("adopted a dead node's sessions", { peer: node, sessions: adopted.length, wills });
     return adopted;
   }
 

@@ -163,7 +163,7 @@ export class RedisBus implements ClusterBus {
     this.loop = this.readLoop();
     this.heartbeatTimer = setInterval(() => void this.tick(), Math.max(100, Math.floor(this.leaseMs / 3)));
     this.cmd.on("ready", this.onReady);
-    this.log.info("joined the cluster", { node: this.nodeId, peers: this.peers().length });
+    this.log.info("joined the cluster", { member: this.nodeId, peers: this.peers().length });
   }
 
   private onReady = () => {
@@ -180,7 +180,7 @@ export class RedisBus implements ClusterBus {
       if (fresh) {
         if (v === null) await this.cmd.set(this.k.epoch, this.epoch, "NX");
         this.epoch = (await this.cmd.get(this.k.epoch)) ?? this.epoch;
-        this.log.error("the Redis store lost its data (restarted empty?); writing this node's state again", { node: this.nodeId });
+        this.log.error("the Redis store lost its data (restarted empty?); writing this node's state again", { member: this.nodeId });
       }
       await this.heartbeat();
       await this.loadRoutes();
@@ -219,14 +219,14 @@ export class RedisBus implements ClusterBus {
       }
     }
     for (const [node, exp] of leases) {
-      if (!this.leases.has(node) && node !== this.nodeId && exp > this.redisNow) this.log.info("node joined", { node });
+      if (!this.leases.has(node) && node !== this.nodeId && exp > this.redisNow) this.log.info("node joined", { peer: node });
     }
     this.leases = leases;
   }
 
   /** A node's lease lapsed: nobody waits for its answers any more. */
   private nodeDown(node: string): void {
-    this.log.warn("node lease lapsed", { node });
+    this.log.warn("node lease lapsed", { peer: node });
     for (const [id, w] of this.acks) {
       w.need.delete(node);
       if (w.need.size === 0) this.ackDone(id);
@@ -269,13 +269,13 @@ export class RedisBus implements ClusterBus {
       const won = await this.s.reapLock(this.k.reap(node), this.k.nodes, node, this.nodeId, this.leaseMs * 20 + 60_000);
       if (won !== 1) return;
       const t0 = Date.now();
-      this.log.warn("node declared dead; adopting its sessions", { node, reaper: this.nodeId });
+      this.log.warn("node declared dead; adopting its sessions", { peer: node, reaper: this.nodeId });
       const ids = await this.handler.reap(node);
       await this.bury(node);
       this.leaving.delete(node);
-      this.log.info("dead node's sessions adopted and its inbox drained", { node, sessions: ids.length, ms: Date.now() - t0 });
+      this.log.info("dead node's sessions adopted and its inbox drained", { peer: node, sessions: ids.length, ms: Date.now() - t0 });
     } catch (e) {
-      this.log.error("reaping a dead node failed; retried", { node, error: String((e as Error)?.message ?? e) });
+      this.log.error("reaping a dead node failed; retried", { peer: node, error: String((e as Error)?.message ?? e) });
     } finally {
       this.reaping.delete(node);
     }
@@ -314,7 +314,7 @@ export class RedisBus implements ClusterBus {
     this.flushOutbox();
     await this.commitNow();
     await this.s.leave(this.k.nodes, this.k.bus, this.k.busSeq, this.nodeId);
-    this.log.info("left the cluster", { node: this.nodeId });
+    this.log.info("left the cluster", { member: this.nodeId });
   }
 
   async close(): Promise<void> {
@@ -408,7 +408,7 @@ export class RedisBus implements ClusterBus {
       const timer = setTimeout(() => {
         const w = this.acks.get(id);
         if (w && w.need.size > 0) {
-          this.log.warn("route change not acknowledged in time by", { nodes: [...w.need].join(","), entry: id });
+          this.log.warn("route change not acknowledged in time by", { peers: [...w.need].join(","), entry: id });
         }
         this.ackDone(id);
       }, this.leaseMs);

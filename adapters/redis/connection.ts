@@ -13,6 +13,7 @@
  */
 import { Redis } from "ioredis";
 import { createLogger, type Logger } from "../../src/log.ts";
+import { maskUrl } from "../../src/cli-format.ts";
 
 export type RedisLogger = Pick<Logger, "info" | "warn" | "error">;
 
@@ -30,13 +31,8 @@ export interface ConnectionOptions {
   autoPipelining?: boolean;
 }
 
-/** The URL with any password masked, for logs and errors. */
-export function safeUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, (_m, auth: string) => {
-    const colon = auth.indexOf(":");
-    return colon < 0 ? `//${auth}@` : `//${auth.slice(0, colon)}:***@`;
-  });
-}
+/** The URL with any password masked, for logs and errors (as --print-config shows it). */
+export const safeUrl = maskUrl;
 
 export async function openRedis(opts: ConnectionOptions): Promise<Redis> {
   const log = opts.logger ?? createLogger("info");

@@ -108,6 +108,16 @@ export class RedisPersistence implements Persistence {
     };
   }
 
+  // --- health -----------------------------------------------------------------------------
+
+  get connected(): boolean {
+    return this.redis.status === "ready";
+  }
+
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+
   // --- cluster fencing --------------------------------------------------------------------
 
   fence(clientId: string, token: string | undefined, ifCurrent?: string): void {

@@ -169,7 +169,7 @@ export const BROKERS: readonly BrokerKind[] = [
     colibri: true,
     clusters: true,
     unavailable: () => missing(COLIBRI_MAIN) ?? missing(DENO),
-    command: (port, o) => ({ cmd: DENO, args: ["run", "-P", ...profileFlags(), COLIBRI_MAIN, ...colibriArgs(port, o)] }),
+    command: (port, o) => ({ cmd: DENO, args: ["run", "-A", ...profileFlags(), COLIBRI_MAIN, ...colibriArgs(port, o)] }),
   },
   {
     name: "mosquitto",

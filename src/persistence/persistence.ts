@@ -112,6 +112,12 @@ export interface Persistence {
   /** Resolves once every write issued before it is applied (ordering point for a hand-over). */
   barrier?(): Promise<void>;
 
+  // --- health (optional: a store reached over a network) ----------------------------------
+  /** Whether the connection to the store is up now (readiness, src/ops/health.ts). */
+  readonly connected?: boolean;
+  /** One round trip, queued behind every command issued before it (latency probe). */
+  ping?(): Promise<void>;
+
   /** Release connections/timers. */
   close(): Promise<void>;
 }

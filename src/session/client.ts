@@ -101,6 +101,8 @@ export class Client implements ConnectionEvents {
   private dirty = false;
   private paused = false;
   private closeReason: string | undefined;
+  /** Reason code of a server-initiated DISCONNECT (see disconnect), for the log. */
+  closeCode: number | undefined;
   /** The socket closed while input was held behind a pending handler (see close). */
   private socketGone: Error | null | undefined;
 
@@ -129,10 +131,9 @@ export class Client implements ConnectionEvents {
   expire(): void {
     if (this.closed) return;
     if (!this.connected) {
-      this.ctx.log.info("connection closed: no CONNECT in time", { remote: this.conn.remote.address });
+      this.ctx.log.info("connection closed: no CONNECT in time", { address: this.conn.remote.address });
       this.shutdown(false, "connect timeout");
     } else {
-      this.ctx.log.info("keepalive expired", { clientId: this.clientId });
       this.disconnect(RC.KEEP_ALIVE_TIMEOUT, "keepalive expired");
     }
   }
@@ -147,6 +148,7 @@ export class Client implements ConnectionEvents {
   // --- input ------------------------------------------------------------------------------
   data(bytes: Uint8Array): void {
     if (this.closed) return;
+    this.ctx.stats.bytesIn += bytes.length;
     // one clock read per socket read, not per packet (also the receive time of its PUBLISHes);
     // before CONNECT is accepted lastSeen stays the accept time (see deadline)
     if (this.connected) this.lastSeen = this.ctx.clock.now();
@@ -182,6 +184,7 @@ export class Client implements ConnectionEvents {
   /** FrameConsumer: one complete frame from the framer. */
   onFrame(frame: Uint8Array, bodyStart: number): boolean {
     if (this.closed) return false;
+    this.ctx.stats.packetsIn++;
     const type = frame[0] >> 4;
     if (!this.connected && this.version === 0) {
       if (type !== 1) {
@@ -229,7 +232,7 @@ export class Client implements ConnectionEvents {
     this.ctx.stats.protocolErrors++;
     this.ctx.log.info("closing connection", {
       clientId: this.clientId || undefined,
-      remote: this.conn.remote.address,
+      address: this.conn.remote.address,
       reason: `0x${err.code.toString(16)}`,
       why: err.message,
     });
@@ -258,6 +261,7 @@ export class Client implements ConnectionEvents {
 
   private markOut(n: number) {
     this.outBytes += n;
+    this.ctx.stats.packetsOut++;
     if (!this.dirty) {
       this.dirty = true;
       this.ctx.markDirty(this);
@@ -345,6 +349,7 @@ export class Client implements ConnectionEvents {
       }
     }
     this.out = undefined;
+    this.ctx.stats.bytesOut += this.outBytes;
     this.outBytes = 0;
     this.conn.write(buf);
     this.trackOutput();
@@ -507,22 +512,30 @@ export class Client implements ConnectionEvents {
     }
     if (alias < 0) this.outAliases!.commit(msg.topic, -alias);
     this.ctx.stats.messagesOut++;
+    const st = this.ctx.stats;
+    st.publishesOutByQos[qos]++;
+    st.payloadBytesOutByQos[qos] += msg.payload.length;
     if (qos === 0) this.push(encoded.bytes);
     else this.pushWithPid(encoded.bytes, encoded.pidOffset, pid, dup);
     return true;
   }
 
   // --- closing ----------------------------------------------------------------------------
-  /** Server-initiated disconnect: MQTT 5 gets a DISCONNECT with the reason code first. */
-  disconnect(code: number, why: string, extra?: Record<string, unknown>): void {
+  /**
+   * Server-initiated disconnect: MQTT 5 gets a DISCONNECT with the reason code first. The will
+   * goes too (an abnormal end [MQTT-3.1.2-8]) unless the node sends the client away on purpose
+   * (shutdown, drain: Broker.sendAway).
+   */
+  disconnect(code: number, why: string, extra?: Record<string, unknown>, publishWill = true): void {
     if (this.closed) return;
+    this.closeCode = code;
     if (this.version === 5 && this.connected) {
       const properties: Record<string, unknown> = { ...extra };
       if (why && this.requestProblemInfo) properties.reasonString = why.slice(0, 200);
       this.sendPacket({ cmd: "disconnect", reasonCode: code, properties } as OutPacket);
     }
     // a server-side disconnect is an abnormal end for the will [MQTT-3.1.2-8]
-    this.shutdown(true, why);
+    this.shutdown(publishWill, why);
   }
 
   /** Close the socket and detach from the session. */

@@ -12,8 +12,14 @@ import type { Identity, Permissions, Security } from "../auth/auth.ts";
 import type { ConnectionLimits } from "../limits/connections.ts";
 import type { MemoryAccount } from "./memory.ts";
 
+/**
+ * The broker's counters: plain numbers bumped on the hot path (no allocation, no timestamp);
+ * src/ops reads them for $SYS and /metrics. Arrays "ByQos" are indexed by QoS (0, 1, 2).
+ */
 export interface Stats {
+  /** Clients connected now (CONNECT accepted, not closed yet). */
   connections: number;
+  /** PUBLISH packets received from clients / sent to clients (every QoS). */
   messagesIn: number;
   messagesOut: number;
   droppedQueueFull: number;
@@ -22,6 +28,28 @@ export interface Stats {
   protocolErrors: number;
   /** Writes to the store that failed (each also logged). */
   persistenceErrors: number;
+  /** CONNECTs accepted since start, and the most clients connected at once. */
+  connectionsTotal: number;
+  connectionsMax: number;
+  /** Network connections accepted since start (before any CONNECT). */
+  sockets: number;
+  /** Bytes read from / written to client connections (every packet). */
+  bytesIn: number;
+  bytesOut: number;
+  /** MQTT packets of every type received / queued for sending. */
+  packetsIn: number;
+  packetsOut: number;
+  /** PUBLISH packets and their payload bytes, by QoS. */
+  publishesInByQos: number[];
+  publishesOutByQos: number[];
+  payloadBytesInByQos: number[];
+  payloadBytesOutByQos: number[];
+  /** Queued messages whose Message Expiry Interval passed before delivery. */
+  droppedExpired: number;
+  /** Client PUBLISHes to $SYS topics, refused. */
+  droppedNotAuthorized: number;
+  /** Persistent sessions ended by their expiry interval. */
+  sessionsExpired: number;
   /** QoS 0 publishes dropped because the broker was past 80 % of --max-memory-bytes. */
   shedQos0: number;
   /** QoS 1/2 publishes refused (0x97, or 3.1.1 closed) past 90 % of --max-memory-bytes. */
@@ -45,6 +73,18 @@ export interface PublishResult {
   done?: Promise<unknown>;
   /** Set (once `done` resolved) when the retained store refused the message (quota): 0x97. */
   notRetained?: { value: boolean };
+}
+
+export function newStats(): Stats {
+  return {
+    connections: 0, messagesIn: 0, messagesOut: 0, droppedQueueFull: 0, droppedQos0SlowConsumer: 0,
+    droppedTooLarge: 0, protocolErrors: 0, persistenceErrors: 0, connectionsTotal: 0, connectionsMax: 0,
+    sockets: 0, bytesIn: 0, bytesOut: 0, packetsIn: 0, packetsOut: 0,
+    publishesInByQos: [0, 0, 0], publishesOutByQos: [0, 0, 0], payloadBytesInByQos: [0, 0, 0],
+    payloadBytesOutByQos: [0, 0, 0], droppedExpired: 0, droppedNotAuthorized: 0, sessionsExpired: 0,
+    shedQos0: 0, refusedPublishes: 0, refusedConnections: 0,
+    authFailures: 0, aclDenied: 0, limitRefusals: 0, throttledPublishes: 0,
+  };
 }
 
 export interface BrokerContext {

@@ -117,6 +117,15 @@ export class Session implements Subscriber {
     return this._inflight !== undefined && this._inflight.size > 0;
   }
 
+  /** Counts for metrics, without allocating the collections. */
+  get subscriptionCount(): number {
+    return this._subscriptions === undefined ? 0 : this._subscriptions.size;
+  }
+
+  get inflightCount(): number {
+    return this._inflight === undefined ? 0 : this._inflight.size;
+  }
+
   get persistent(): boolean {
     return this.expiryInterval > 0;
   }
@@ -187,7 +196,10 @@ export class Session implements Subscriber {
 
   /** Route entry point: one message for this session. */
   deliver(msg: StoredMessage, o: DeliveryOptions): Promise<void> | void {
-    if (msg.expiresAt !== undefined && msg.expiresAt <= this.ctx.clock.now()) return;
+    if (msg.expiresAt !== undefined && msg.expiresAt <= this.ctx.clock.now()) {
+      this.ctx.stats.droppedExpired++;
+      return;
+    }
     // a subscription to '#' never receives what the client may not read (acl.ts)
     if (this.permissions !== undefined && !this.permissions.canRead(msg.topic)) return;
     if (this.held !== undefined) {
@@ -272,6 +284,7 @@ export class Session implements Subscriber {
     const now = this.ctx.clock.now();
     this.queue = this.queue.filter((e) => {
       if (e.msg.expiresAt === undefined || e.msg.expiresAt > now) return true;
+      this.ctx.stats.droppedExpired++;
       this.uncount(e);
       if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
       return false;
@@ -326,6 +339,7 @@ export class Session implements Subscriber {
     while (i < this.queue.length && this.inflight.size < c.sendWindow) {
       const e = this.queue[i++];
       if (e.msg.expiresAt !== undefined && e.msg.expiresAt <= now) {
+        this.ctx.stats.droppedExpired++;
         this.uncount(e);
         if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
         continue; // [MQTT-3.3.2-5] expired while queued: not delivered

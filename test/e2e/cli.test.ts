@@ -1,6 +1,6 @@
 /**
  * The real entry point, spawned as a process with the runtime running the tests
- * (`bun run src/main.ts` under `bun test`, `deno run -P src/main.ts` under `deno test`):
+ * (`bun run src/main.ts` under `bun test`, `deno run -A src/main.ts` under `deno test`):
  * it serves mosquitto_pub/sub, answers --help and --version, and refuses bad input with a
  * message that names the option, the value and the fix. Every process is killed by its PID.
  */
@@ -30,7 +30,7 @@ const SLOW = { timeout: 30_000 };
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const rt = runtime();
 const bin = path.join(root, "node_modules/.bin", rt);
-const entry = rt === "bun" ? ["run", "src/main.ts"] : ["run", "-P", "src/main.ts"];
+const entry = rt === "bun" ? ["run", "src/main.ts"] : ["run", "-A", "src/main.ts"];
 const version = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")).version as string;
 const started = new Set<SpawnedProcess>();
 

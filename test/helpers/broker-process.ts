@@ -1,5 +1,5 @@
 /**
- * The real broker as a separate process (`bun run src/main.ts` under bun test, `deno run -P
+ * The real broker as a separate process (`bun run src/main.ts` under bun test, `deno run -A
  * src/main.ts` under deno test), for tests that kill it with SIGKILL and start it again.
  */
 import { freePort, spawnProcess, type SpawnedProcess } from "./system.ts";
@@ -15,7 +15,7 @@ export interface BrokerProcess {
 export async function startBrokerProcess(args: string[], port?: number): Promise<BrokerProcess> {
   const p = port ?? await freePort();
   const cmd = isBun ? "node_modules/.bin/bun" : "node_modules/.bin/deno";
-  const pre = isBun ? ["run", "src/main.ts"] : ["run", "-P", "src/main.ts"];
+  const pre = isBun ? ["run", "src/main.ts"] : ["run", "-A", "src/main.ts"];
   // COLIBRI_TEST_ECHO=1 copies the broker's log to the test output (debugging a failure)
   const echo = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.COLIBRI_TEST_ECHO === "1";
   const proc = spawnProcess(cmd, [...pre, "--host", "127.0.0.1", "--port", String(p), ...args], { echo });

@@ -128,12 +128,20 @@ export function uniqueIds(): (prefix: string) => string {
   return (prefix) => `${prefix}-${++n}`;
 }
 
-/** Wait (polling, bounded) until a condition on the broker's state holds. */
-export async function until(cond: () => boolean, what: string, ms = 1500): Promise<void> {
+/**
+ * Wait (polling every `everyMs`, bounded) until a condition holds: the broker's state, or
+ * something asked over the network (an async condition, e.g. a scrape of /metrics).
+ */
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  ms = 1500,
+  everyMs = 5,
+): Promise<void> {
   const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out (${ms} ms) waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 

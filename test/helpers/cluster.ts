@@ -24,6 +24,12 @@ export interface ClusterOptions {
   /** More broker arguments for every node. */
   args?: string[];
   redisUrl?: string;
+  /**
+   * Every node serves its HTTP endpoint (--http-port, `http[i]`), HAProxy checks each node's
+   * /readyz (as docs/cluster.md and scripts/cluster-up.sh set it up) and shows its view of
+   * the servers on `stats` (serverStates()).
+   */
+  http?: boolean;
 }
 
 export class TestCluster {
@@ -32,7 +38,11 @@ export class TestCluster {
   readonly ports: number[] = [];
   /** HAProxy frontend per node. */
   readonly via: number[] = [];
+  /** Each node's HTTP endpoint port (with opts.http). */
+  readonly http: number[] = [];
   lb = 0;
+  /** HAProxy's statistics page (with opts.http). */
+  stats = 0;
   readonly prefix = `colibri-test:cluster:${Math.random().toString(36).slice(2)}:`;
   private haproxy: SpawnedProcess | undefined;
   private dir = makeTempDir("colibri-haproxy-");
@@ -45,7 +55,9 @@ export class TestCluster {
   args(i: number): string[] {
     return [
       "--persistence", "redis", "--redis-url", this.opts.redisUrl ?? REDIS_URL, "--redis-prefix", this.prefix,
-      "--node-id", `n${i + 1}`, "--node-lease-ms", String(this.opts.leaseMs ?? 1000), ...(this.opts.args ?? []),
+      "--node-id", `n${i + 1}`, "--node-lease-ms", String(this.opts.leaseMs ?? 1000),
+      ...(this.opts.http ? ["--http-host", "127.0.0.1", "--http-port", String(this.http[i])] : []),
+      ...(this.opts.args ?? []),
     ];
   }
 
@@ -53,8 +65,10 @@ export class TestCluster {
     for (let i = 0; i < this.size; i++) {
       this.ports.push(await freePort());
       this.via.push(await freePort());
+      if (this.opts.http) this.http.push(await freePort());
     }
     this.lb = await freePort();
+    if (this.opts.http) this.stats = await freePort();
     await Promise.all(this.ports.map((_, i) => this.startNode(i)));
     await this.startHaproxy();
     return this;
@@ -74,8 +88,14 @@ export class TestCluster {
       "  option redispatch", "  retries 3",
       "frontend lb", `  bind 127.0.0.1:${this.lb}`, "  default_backend all",
       "backend all", "  balance roundrobin",
-      ...this.ports.map((p, i) => `  server n${i + 1} 127.0.0.1:${p} check inter 200ms fall 1 rise 1`),
+      ...(this.opts.http ? ["  option httpchk GET /readyz", "  http-check expect status 200"] : []),
+      ...this.ports.map((p, i) =>
+        `  server n${i + 1} 127.0.0.1:${p} check${this.opts.http ? ` port ${this.http[i]}` : ""} inter 200ms fall 1 rise 1`
+      ),
     ];
+    if (this.opts.http) {
+      lines.push("listen stats", `  bind 127.0.0.1:${this.stats}`, "  mode http", "  stats enable", "  stats uri /stats");
+    }
     this.ports.forEach((p, i) => {
       lines.push(`frontend f${i + 1}`, `  bind 127.0.0.1:${this.via[i]}`, `  default_backend b${i + 1}`);
       lines.push(`backend b${i + 1}`, `  server n${i + 1} 127.0.0.1:${p}`);
@@ -85,6 +105,15 @@ export class TestCluster {
     this.haproxy = spawnProcess(bin, ["-f", cfg, "-db"], { name: "haproxy" });
     await waitForPort(this.lb, 10_000);
     for (const p of this.via) await waitForPort(p, 10_000);
+  }
+
+  /** HAProxy's view of the balanced backend: server name -> status (UP, DOWN, ...). */
+  async serverStates(): Promise<Map<string, string>> {
+    const r = await fetch(`http://127.0.0.1:${this.stats}/stats;csv`);
+    const rows = (await r.text()).trim().split("\n").map((l) => l.split(","));
+    const head = rows[0].map((h) => h.replace(/^# /, ""));
+    const [px, sv, st] = ["pxname", "svname", "status"].map((h) => head.indexOf(h));
+    return new Map(rows.slice(1).filter((r) => r[px] === "all" && /^n\d+$/.test(r[sv])).map((r) => [r[sv], r[st]]));
   }
 
   node(i: number): BrokerProcess {

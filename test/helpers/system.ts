@@ -57,28 +57,6 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
   }
 }
 
-function canBind(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, host, () => server.close(() => resolve(true)));
-  });
-}
-
-/**
- * `count` consecutive ports that were free a moment ago, below the ephemeral range (32768+),
- * where client sockets of concurrent tests take their local ports (a base from freePort() plus
- * 1, 2, 3 often hit one of those). Never 1883.
- */
-export async function freePortRange(count: number, host = "127.0.0.1"): Promise<number> {
-  for (;;) {
-    const base = 20_000 + Math.floor(Math.random() * (12_000 - count));
-    let ok = true;
-    for (let p = base; p < base + count && ok; p++) ok = p !== 1883 && await canBind(p, host);
-    if (ok) return base;
-  }
-}
-
 function tryConnect(port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ port, host });

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { freePort, RedisServer } from "../helpers/redis-server.ts";
 import { startBrokerProcess, type BrokerProcess } from "../helpers/broker-process.ts";
 import { connectV4, connectV5, RawClient } from "../helpers/raw-client.ts";
+import { until } from "../helpers/broker.ts";
 
 describe("redis persistence: outage while running", () => {
   let redis: RedisServer | undefined;
@@ -27,7 +28,11 @@ describe("redis persistence: outage while running", () => {
     const port = await freePort();
     redis = new RedisServer(port, ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir]);
     await redis.start();
-    b = await startBrokerProcess(["--persistence", "redis", "--redis-url", redis.url, "--redis-prefix", "outage:", "--node-lease-ms", "1000"]);
+    const http = await freePort();
+    b = await startBrokerProcess([
+      "--persistence", "redis", "--redis-url", redis.url, "--redis-prefix", "outage:", "--node-lease-ms", "1000",
+      "--http-host", "127.0.0.1", "--http-port", String(http),
+    ]);
 
     const { client: sub } = await connectV4(b.port, "o-sub", { clean: false });
     sub.sendPacket({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "d/#", qos: 1 }] });
@@ -69,6 +74,9 @@ describe("redis persistence: outage while running", () => {
     // Redis back: the broker reconnects by itself and logs it
     await redis.start();
     await b.proc.waitForLine(/redis reconnected/, 15_000);
+    // each of the broker's Redis connections logs its own reconnection; /readyz says when the
+    // one that stores sessions is back
+    await until(() => fetch(`http://127.0.0.1:${http}/readyz`).then((r) => (r.body?.cancel(), r.status === 200)), "/readyz 200", 15_000, 50);
     const { client: pub2 } = await connectV5(b.port, "o-pub");
     pub2.sendPacket({ cmd: "publish", topic: "d/3", payload: Buffer.from("three"), qos: 1, messageId: 3, dup: false, retain: false });
     await pub2.expectPacket("puback", 5000);

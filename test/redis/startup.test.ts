@@ -9,7 +9,7 @@ import type { BrokerProcess } from "../helpers/broker-process.ts";
 import { connectV4, RawClient } from "../helpers/raw-client.ts";
 
 const cmd = isBun ? "node_modules/.bin/bun" : "node_modules/.bin/deno";
-const pre = isBun ? ["run", "src/main.ts"] : ["run", "-P", "src/main.ts"];
+const pre = isBun ? ["run", "src/main.ts"] : ["run", "-A", "src/main.ts"];
 
 describe("redis persistence: start-up", () => {
   let b: BrokerProcess | undefined;

@@ -17,7 +17,7 @@ import { makePki, type Pki } from "../helpers/certs.ts";
 import { freePort, mosquittoPub, mosquittoSub, runCommand, type SpawnedProcess, spawnProcess } from "../helpers/system.ts";
 
 const SLOW = { timeout: 30_000 };
-const entry = isBun ? ["run", "src/main.ts"] : ["run", "-P", "src/main.ts"];
+const entry = isBun ? ["run", "src/main.ts"] : ["run", "-A", "src/main.ts"];
 const bin = `node_modules/.bin/${isBun ? "bun" : "deno"}`;
 
 function specs(argv: string[], env: Record<string, string> = {}, files: Record<string, string> = {}) {
@@ -150,7 +150,7 @@ describe("the entry point with listeners", () => {
       "--listen", "wss://127.0.0.1:0/mqtt", ...tls(),
     ], { name: "colibri listeners" });
     procs.push(proc);
-    await proc.waitForLine(/colibri listening listener="wss:\/\/127\.0\.0\.1:(\d+)\/mqtt"/, 15_000);
+    await proc.waitForLine(/colibri listening .*listener="wss:\/\/127\.0\.0\.1:(\d+)\/mqtt"/, 15_000);
     const lines = proc.lines.filter((l) => /colibri listening/.test(l));
     assert.equal(lines.length, 4, lines.join("\n"));
     assert.match(lines[0], new RegExp(`listener="mqtt://127\\.0\\.0\\.1:${a}" host="127\\.0\\.0\\.1" port=${a} `));

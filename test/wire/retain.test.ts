@@ -91,7 +91,7 @@ describe("retained messages", () => {
         const { client: p } = await connect(v, b.port, uid("p"));
         const topics = [`${base}`, `${base}/a`, `${base}/a/b`, `${base}/c`, `${base}/c/d/e`, `x/${base}`, `x/${base}/a`];
         for (const t of topics) await p.publish(t, t, { qos: 1, retain: true });
-        await brokerPublish(b, `$SYS/${base}`, "sys", { qos: 1, retain: true }); // clients may not publish there
+        await brokerPublish(b, `$app/${base}`, "sys", { qos: 1, retain: true }); // clients may not publish to $-topics
         const got = async (filter: string) => {
           const { client: s } = await connect(v, b.port, uid("s"));
           await s.subscribe(filter, { qos: 1 });
@@ -104,9 +104,9 @@ describe("retained messages", () => {
         assert.deepEqual(await got(`${base}/#`), [base, `${base}/a`, `${base}/a/b`, `${base}/c`, `${base}/c/d/e`].sort());
         assert.deepEqual(await got(`${base}/+`), [`${base}/a`, `${base}/c`].sort());
         assert.deepEqual(await got(`+/${base}`), [`x/${base}`]);
-        // [MQTT-4.7.2-1] '#' and '+' at the start do not match '$' topics; '$SYS/#' does
-        assert.ok(!(await got("#")).includes(`$SYS/${base}`));
-        assert.deepEqual(await got(`$SYS/${base}/#`), [`$SYS/${base}`]);
+        // [MQTT-4.7.2-1] '#' and '+' at the start do not match '$' topics; '$app/#' does
+        assert.ok(!(await got("#")).includes(`$app/${base}`));
+        assert.deepEqual(await got(`$app/${base}/#`), [`$app/${base}`]);
       });
 
       it("re-subscribing to the same filter sends the retained messages again", async () => {

@@ -91,25 +91,26 @@ describe("SUBSCRIBE and UNSUBSCRIBE", () => {
         assert.deepEqual((await drain(c)).map((m) => m.topic), [`${base}/a`, `${base}/a/b`, `${base}/a/b/c/d`, `${base}/a/`]);
       });
 
-      it("topics starting with '$' are not matched by filters starting with '#' or '+', only by '$SYS/...'", async () => {
+      it("topics starting with '$' are not matched by filters starting with '#' or '+', only by '$app/...'", async () => {
+        // any '$' topic (clients may not publish to $SYS itself: test/ops/sys.test.ts)
         const { client: all } = await connect(v, b.port, uid("all"));
         const { client: plus } = await connect(v, b.port, uid("plus"));
         const { client: sys } = await connect(v, b.port, uid("sys"));
         const { client: sysPlus } = await connect(v, b.port, uid("sysplus"));
         await all.subscribe("#", { qos: 0 });
         await plus.subscribe("+/x", { qos: 0 });
-        await sys.subscribe("$SYS/#", { qos: 0 });
-        await sysPlus.subscribe("$SYS/+", { qos: 0 });
+        await sys.subscribe("$app/#", { qos: 0 });
+        await sysPlus.subscribe("$app/+", { qos: 0 });
         const { client: p } = await connect(v, b.port, uid("p"));
         const mark = uid("mark");
-        await brokerPublish(b, "$SYS/x", mark, { qos: 1 }); // the broker's own: clients may not publish there
+        await brokerPublish(b, "$app/x", mark, { qos: 1 }); // the broker's own: clients may not publish to $-topics
         await p.publish("plain/x", mark, { qos: 1 });
         const mine = (c: RawClient) => drain(c).then((ms) => ms.filter((m) => text(m) === mark).map((m) => m.topic));
         // [MQTT-4.7.2-1]
         assert.deepEqual(await mine(all), ["plain/x"]);
         assert.deepEqual(await mine(plus), ["plain/x"]);
-        assert.deepEqual(await mine(sys), ["$SYS/x"]);
-        assert.deepEqual(await mine(sysPlus), ["$SYS/x"]);
+        assert.deepEqual(await mine(sys), ["$app/x"]);
+        assert.deepEqual(await mine(sysPlus), ["$app/x"]);
         for (const c of [all, plus, sys, sysPlus]) c.disconnect();
       });
 

@@ -201,7 +201,9 @@ async function accept(c: Client, p: ConnectPacket, assigned: boolean, auth: Auth
   }
   if (c.closed) return;
   c.markConnected();
-  ctx.stats.connections++;
+  const st = ctx.stats;
+  if (++st.connections > st.connectionsMax) st.connectionsMax = st.connections;
+  st.connectionsTotal++;
   if (cfg.maxPublishRate > 0) c.publishRate = new TokenBucket(cfg.maxPublishRate, cfg.maxPublishRate, ctx.clock.now());
 
   if (c.version === 5) {
@@ -224,9 +226,9 @@ async function accept(c: Client, p: ConnectPacket, assigned: boolean, auth: Auth
   c.sendConnack(present, 0, ack);
   ctx.wheel.watch(c);
   const remote = c.conn.remote;
-  ctx.log.debug("client connected", {
-    clientId: c.clientId, version: c.version, present, remote: `${remote.address}:${remote.port}`,
-    listener: c.listener?.name, username: c.username,
+  ctx.log.info("client connected", {
+    clientId: c.clientId, address: remote.address, port: remote.port, version: c.version, clean: p.clean, keepalive: ka,
+    present, listener: c.listener?.name, username: c.username,
   });
   session.resume(c);
 }

@@ -107,6 +107,8 @@ function publish(c: Client, p: PublishPacket): void | Promise<void> {
   }
   if (ctx.memory.level !== LEVEL.OK && overMemory(c, p)) return;
   ctx.stats.messagesIn++;
+  ctx.stats.publishesInByQos[p.qos]++;
+  ctx.stats.payloadBytesInByQos[p.qos] += p.payload.length;
   const now = c.lastSeen; // read once per socket read (Client.data)
   const msg: StoredMessage = {
     id: ctx.newMessageId(),
@@ -123,6 +125,10 @@ function publish(c: Client, p: PublishPacket): void | Promise<void> {
     const { topicAlias: _a, messageExpiryInterval, subscriptionIdentifier: _s, ...rest } = pr;
     if (Object.keys(rest).length) msg.properties = rest;
     if (messageExpiryInterval !== undefined) msg.expiresAt = now + messageExpiryInterval * 1000;
+  }
+  if (ctx.log.debugEnabled) {
+    // payloads reach the log at debug level only (src/log.ts)
+    ctx.log.debug("message received", { clientId: c.clientId, topic, qos: p.qos, retain: p.retain, payload: preview(p.payload) });
   }
   const { matched, done, notRetained } = ctx.publish(msg, c.clientId);
   if (p.qos === 0) return;
@@ -149,13 +155,15 @@ function publish(c: Client, p: PublishPacket): void | Promise<void> {
 }
 
 /**
- * The client may not publish to this topic (its ACL, or a `$`-topic). As Mosquitto does: MQTT 5
+ * The client may not publish to this topic (its ACL, or a `$`-topic: `$SYS` is the broker's,
+ * src/ops/sys.ts). Not delivered, not retained. As Mosquitto does: MQTT 5
  * QoS 1/2 get PUBACK/PUBREC 0x87 Not authorized (a PUBREC >= 0x80 ends the QoS 2 flow); QoS 0,
  * and every QoS of 3.1/3.1.1 (which has no negative acknowledgement), is acknowledged as usual
  * and dropped. The connection stays.
  */
 function notAuthorized(c: Client, p: PublishPacket, topic: string): void {
   c.ctx.stats.aclDenied++;
+  c.ctx.stats.droppedNotAuthorized++;
   c.ctx.log.info("publish not authorized", { clientId: c.clientId, username: c.username, topic });
   if (p.qos === 0) return;
   const v5 = c.version === 5;
@@ -210,3 +218,13 @@ function storageFailed(c: Client, pid: number, qos: 1 | 2, e: unknown) {
   c.ctx.log.error("message not acknowledged: storage failed", { clientId: c.clientId, packetId: pid, error: String(e) });
   c.disconnect(RC.UNSPECIFIED_ERROR, "storage unavailable, message not accepted");
 }
+
+const PREVIEW_BYTES = 256;
+const lenient = new TextDecoder("utf-8");
+
+/** A payload for a debug log line: its text (the first 256 bytes). */
+function preview(payload: Uint8Array): string {
+  const more = payload.length > PREVIEW_BYTES ? `... (${payload.length} bytes)` : "";
+  return lenient.decode(payload.subarray(0, PREVIEW_BYTES)) + more;
+}
+
