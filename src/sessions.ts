@@ -114,7 +114,7 @@ export class SessionRegistry {
       if (e instanceof MqttError) throw e;
       return this.unregistered(clientId, clean, e);
     } finally {
-      this.bus.unlock(clientId, lock).catch(() => {});
+      this.bus.unlock(clientId, lock).catch((e) => this.storeFailed("CONNECT lock not released (it expires by itself)", clientId, e));
     }
   }
 
@@ -408,6 +408,12 @@ export class SessionRegistry {
     this.b.log.error(what, { clientId: s.clientId, error: String((e as Error)?.message ?? e) });
   }
 
+  /** A cluster-store write about a client id failed where nothing else depends on it: logged and counted. */
+  private storeFailed(what: string, clientId: string, e: unknown): void {
+    this.b.stats.persistenceErrors++;
+    this.b.log.warn(what, { clientId, error: String((e as Error)?.message ?? e) });
+  }
+
   /**
    * Publish a will, if its client may (still) publish to its topic: the session's permissions
    * now, or those of the stored session's user (the rules may have changed since its CONNECT).
@@ -503,7 +509,7 @@ export class SessionRegistry {
     }
     // a clean start keeps the ownership for the session that replaces this one
     if (m.token !== undefined && !replaced) {
-      this.bus.disown(s.clientId, m.token).catch(() => {});
+      this.bus.disown(s.clientId, m.token).catch((e) => this.storeFailed("ownership not given up (the next claim replaces it)", s.clientId, e));
       this.b.persistence.fence?.(s.clientId, undefined, m.token);
     }
     await deleted;
@@ -581,7 +587,9 @@ export class SessionRegistry {
   /** A clean session recorded only for its will: its connection died with its process. */
   private async recoverClean(rec: SessionRecord, token: string | undefined): Promise<void> {
     await this.b.persistence.deleteSession(rec.clientId);
-    if (token !== undefined) await this.bus.disown(rec.clientId, token).catch(() => {});
+    if (token !== undefined) {
+      await this.bus.disown(rec.clientId, token).catch((e) => this.storeFailed("ownership not given up (the next claim replaces it)", rec.clientId, e));
+    }
     if (rec.will && rec.disconnectedAt === undefined) this.publishWill(rec.will, rec.clientId, rec);
   }
 
