@@ -11,7 +11,7 @@
 import fs from "node:fs";
 import process from "node:process";
 import { parseArgs, USAGE, UsageError, type BenchConfig } from "./bench/config.ts";
-import { BROKERS, brokerKind, makeBenchCert, makeWorkDir, RunningBroker, type BrokerKind } from "./bench/brokers.ts";
+import { BROKERS, brokerKind, makeBenchAcl, makeBenchCert, makeWorkDir, RunningBroker, type BrokerKind } from "./bench/brokers.ts";
 import { installSignalHandlers, killAll } from "./bench/children.ts";
 import { machineInfo, openFilesLimit } from "./bench/procfs.ts";
 import { type RunRecord } from "./bench/record.ts";
@@ -65,6 +65,7 @@ async function runOne(
   repeat: number,
   workDir: string,
   cert?: { cert: string; key: string },
+  aclFile?: string,
 ): Promise<RunRecord> {
   const started = performance.now();
   const rec: RunRecord = { scenario: sc.name, broker: kind.name, repeat, startedAt: new Date().toISOString(), seconds: 0, notes: [] };
@@ -80,7 +81,7 @@ async function runOne(
   }
   let broker: RunningBroker | undefined;
   try {
-    const launch = { workDir, wire: cfg.wire, cert, ...prep.launch };
+    const launch = { workDir, wire: cfg.wire, cert, aclFile, ...prep.launch };
     broker = await RunningBroker.launch(kind, launch);
     rec.brokerPid = broker.pid;
     const b = broker;
@@ -190,6 +191,7 @@ async function main(): Promise<number> {
   const workDir = makeWorkDir();
   installSignalHandlers(() => fs.rmSync(workDir, { recursive: true, force: true }));
   const cert = cfg.wire === "tls" ? makeBenchCert(workDir) : undefined;
+  const aclFile = cfg.acl ? makeBenchAcl(workDir) : undefined;
   const startedAt = new Date();
   const runs: RunRecord[] = [];
 
@@ -229,7 +231,7 @@ async function main(): Promise<number> {
           (!sc.clusterOnly && kind.clusterOnly ? "cluster scenarios only" : undefined);
         let rec: RunRecord;
         if (skip !== undefined) rec = { ...base, skipped: skip };
-        else rec = await runOne(cfg, sc, kind, r, workDir, cert);
+        else rec = await runOne(cfg, sc, kind, r, workDir, cert, aclFile);
         runs.push(rec);
         const what = rec.skipped !== undefined
           ? `skipped (${rec.skipped})`

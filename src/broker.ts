@@ -14,7 +14,7 @@ import type { StoredMessage, StoredSubscription, StoredWill } from "./message.ts
 import { Router } from "./routing/router.ts";
 import { parseShared } from "./routing/topic.ts";
 import { Client, releaseEncodings } from "./session/client.ts";
-import { newStats, type Stats } from "./session/context.ts";
+import { newStats, type PublishResult, type Stats } from "./session/context.ts";
 import { KeepaliveWheel } from "./session/keepalive.ts";
 import type { Session } from "./session/session.ts";
 import { compactPayload, LEVEL, MemoryAccount } from "./session/memory.ts";
@@ -22,6 +22,9 @@ import { RC } from "./protocol/reason-codes.ts";
 import { type ClusterBus, type Forward, LocalBus, type Request } from "./cluster/bus.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import { type Attached, type RegistryHost, SessionRegistry } from "./sessions.ts";
+import { ALLOW_ALL, allowAll, type Identity, type Permissions, type Security } from "./auth/auth.ts";
+import { ConnectionLimits } from "./limits/connections.ts";
+import { RetainedQuotaError } from "./persistence/persistence.ts";
 import { SysTopics } from "./ops/sys.ts";
 
 export interface BrokerOptions {
@@ -30,7 +33,15 @@ export interface BrokerOptions {
   clock?: Clock;
   log?: Logger;
   bus?: ClusterBus;
+  /** Authentication and authorization; default: everyone may connect and do anything. */
+  security?: Security;
 }
+
+/** The events of a connection refused at accept: whatever it still sends is ignored. */
+const IGNORED: ConnectionEvents = { data() {}, drain() {}, close() {} };
+
+/** Permissions of a session whose rules could not be fetched. */
+const NOTHING_ALLOWED: Permissions = { canPublish: () => false, canRead: () => false, canSubscribe: () => false };
 
 /** Per-process incarnation: message ids and the node's cluster identity never repeat. */
 function incarnation(): string {
@@ -52,6 +63,10 @@ export class Broker implements RegistryHost, Acceptor {
   readonly stats: Stats = newStats();
   /** Bytes held for messages, and the pressure level past --max-memory-bytes (session/memory.ts). */
   readonly memory: MemoryAccount;
+  readonly security: Security;
+  readonly connectionLimits: ConnectionLimits;
+  private refusalsLogged = 0;
+  private stopWatchingSecurity: (() => void) | undefined;
   private dirty: Client[] = [];
   private flushScheduled = false;
   private seq = 0;
@@ -73,6 +88,9 @@ export class Broker implements RegistryHost, Acceptor {
     this.cluster = new Cluster(bus, this);
     this.registry = new SessionRegistry(this);
     this.sys = new SysTopics(this);
+    this.security = opts.security ?? allowAll;
+    this.connectionLimits = new ConnectionLimits(opts.config, this.clock);
+    this.stopWatchingSecurity = this.security.changed?.(() => void this.securityChanged());
   }
 
   /** Sessions held by this node, by client id. */
@@ -95,10 +113,68 @@ export class Broker implements RegistryHost, Acceptor {
   // --- Acceptor ---------------------------------------------------------------------------
   /** A new connection, through `listener` (its per-listener settings; none for bare test sockets). */
   accept(conn: Connection, listener?: ListenerSpec): ConnectionEvents {
+    const refused = this.connectionLimits.admit();
+    if (refused !== undefined) {
+      // over the node's connection limit: closed before anything is read (limits/connections.ts)
+      this.stats.limitRefusals++;
+      const now = this.clock.now();
+      if (now - this.refusalsLogged >= 1000) {
+        this.refusalsLogged = now;
+        this.log.warn("connection refused", { remote: conn.remote.address, why: refused, refusedSoFar: this.stats.limitRefusals });
+      }
+      conn.close();
+      return IGNORED;
+    }
     const c = new Client(conn, this, listener);
     this.clients.add(c);
     this.stats.sockets++;
     return c;
+  }
+
+  // --- security ---------------------------------------------------------------------------
+
+  permissionsFor(id: Identity): Permissions | undefined | Promise<Permissions | undefined> {
+    const p = this.security.authorizer.permissions(id);
+    if (p instanceof Promise) return p.then((q) => (q === ALLOW_ALL ? undefined : q));
+    return p === ALLOW_ALL ? undefined : p;
+  }
+
+  /**
+   * The rules changed (a reload): every session gets its permissions again (deliveries, publishes
+   * and subscriptions follow the new rules from now on, queued messages included), and a
+   * connection whose authentication is no longer valid is closed (MQTT 5: DISCONNECT 0x87).
+   */
+  async securityChanged(): Promise<void> {
+    const auth = this.security.authenticator;
+    for (const c of [...this.clients]) {
+      if (!c.connected || c.closed || auth.stillValid === undefined) continue;
+      if (!auth.stillValid({ clientId: c.clientId, username: c.username }, c.authStamp)) {
+        this.log.info("credentials changed: connection closed", { clientId: c.clientId, username: c.username });
+        c.disconnect(RC.NOT_AUTHORIZED, "credentials changed");
+      }
+    }
+    let failed = 0;
+    const pending: Promise<void>[] = [];
+    const lost = (s: Session, e: unknown) => {
+      // without an answer the session may do nothing until it has one
+      failed++;
+      s.permissions = NOTHING_ALLOWED;
+      this.log.error("permissions not renewed; the session may do nothing until it reconnects", {
+        clientId: s.clientId, error: String((e as Error)?.message ?? e),
+      });
+    };
+    for (const s of this.sessions.values()) {
+      try {
+        const p = this.permissionsFor({ clientId: s.clientId, username: s.username });
+        // answered at once (the files): in force before this returns, no delivery in between
+        if (!(p instanceof Promise)) s.permissions = p;
+        else pending.push(p.then((q) => void (s.permissions = q), (e) => lost(s, e)));
+      } catch (e) {
+        lost(s, e);
+      }
+    }
+    await Promise.all(pending);
+    this.log.info("permissions renewed", { sessions: this.sessions.size, failed });
   }
 
   newMessageId(): string {
@@ -121,12 +197,23 @@ export class Broker implements RegistryHost, Acceptor {
   };
 
   // --- publishing -------------------------------------------------------------------------
-  publish(msg: StoredMessage, publisher?: string): { matched: number; done?: Promise<unknown> } {
+  publish(msg: StoredMessage, publisher?: string): PublishResult {
     let stored: Promise<void> | undefined;
+    let notRetained: { value: boolean } | undefined;
     if (msg.retain) {
       if (this.retainWatches.size > 0) for (const w of this.retainWatches) w.add(msg.topic);
       // [MQTT-3.3.1-5] store; [MQTT-3.3.1-6]/[MQTT-3.3.1-7] an empty payload clears the topic
-      stored = msg.payload.length === 0 ? this.persistence.deleteRetained(msg.topic) : this.persistence.putRetained(msg);
+      if (msg.payload.length === 0) stored = this.persistence.deleteRetained(msg.topic);
+      else {
+        // over --max-retained-messages / --max-retained-bytes the store refuses a new or larger
+        // retained message: it is still delivered to the current subscribers, not kept
+        const flag: { value: boolean } = notRetained = { value: false };
+        stored = this.persistence.putRetained(msg, this.retainedQuota).catch((e) => {
+          if (!(e instanceof RetainedQuotaError)) throw e;
+          flag.value = true;
+          this.retainedRefused(msg, e);
+        });
+      }
       if (msg.qos === 0) {
         stored.catch((e) => this.log.error("retained message not stored", { topic: msg.topic, error: String(e) }));
         stored = undefined;
@@ -146,7 +233,20 @@ export class Broker implements RegistryHost, Acceptor {
     if (stored) parts.push(stored);
     if (parts.length === 1) done = parts[0];
     else if (parts.length > 1) done = Promise.all(parts);
-    return { matched: r.matched, done };
+    return { matched: r.matched, done, notRetained };
+  }
+
+  private get retainedQuota() {
+    const { maxRetainedMessages: maxMessages, maxRetainedBytes: maxBytes } = this.config;
+    return maxMessages === 0 && maxBytes === 0 ? undefined : { maxMessages, maxBytes };
+  }
+
+  private retainedRefusals = 0;
+  private retainedRefused(msg: StoredMessage, e: RetainedQuotaError): void {
+    // logged the first time and then every 1000th: a publisher retaining in a loop floods nothing
+    if (this.retainedRefusals++ % 1000 === 0) {
+      this.log.warn("retained message not kept", { topic: msg.topic, why: e.message, refusedSoFar: this.retainedRefusals });
+    }
   }
 
   watchRetained(): Set<string> {
@@ -243,6 +343,8 @@ export class Broker implements RegistryHost, Acceptor {
 
   clientClosed(c: Client, publishWill: boolean): void {
     this.clients.delete(c);
+    this.connectionLimits.release();
+    if (c.admittedAddress !== undefined) this.connectionLimits.releaseAddress(c.admittedAddress);
     if (c.connected) {
       this.stats.connections--;
       this.log.info("client disconnected", {
@@ -339,6 +441,7 @@ export class Broker implements RegistryHost, Acceptor {
     // DISCONNECT): no wills. Clients reconnect (to this node again or, in a cluster, another).
     this.shuttingDown = true;
     this.sys.stop();
+    this.stopWatchingSecurity?.();
     for (const c of [...this.clients]) this.sendAway(c);
     this.flushAll();
     this.wheel.stop();

@@ -94,6 +94,32 @@ export interface Config {
   nodeLeaseMs: number;
   /** Cluster: how long a takeover waits for the old owner node's answer. */
   takeoverTimeoutMs: number;
+  // --- authentication, authorization (src/auth) ---
+  /** Clients without a user name may connect. */
+  allowAnonymous: boolean;
+  /** Mosquitto password file (mosquitto_passwd / colibri passwd); "" = none. */
+  passwordFile: string;
+  /** Mosquitto ACL file; "" = none (everything allowed). */
+  aclFile: string;
+  /** A failed login is answered after this long (ms). */
+  authFailureDelayMs: number;
+  // --- limits and overload protection (src/limits) ---
+  /** Open connections on this node; 0 = no limit. */
+  maxConnections: number;
+  /** Open connections from one client address on this node; 0 = no limit. */
+  maxConnectionsPerAddress: number;
+  /** CONNECT packets per second from one client address (token bucket, burst of one second); 0 = no limit. */
+  maxConnectRate: number;
+  /** Subscriptions one client may hold; 0 = no limit. */
+  maxSubscriptionsPerClient: number;
+  /** Retained messages the broker keeps (cluster-wide with Redis); 0 = no limit. */
+  maxRetainedMessages: number;
+  /** Payload bytes of all retained messages together; 0 = no limit. */
+  maxRetainedBytes: number;
+  /** PUBLISH packets per second one client may send (token bucket, burst of one second); 0 = no limit. */
+  maxPublishRate: number;
+  /** A client held back by the publish rate this long without a pause is disconnected (0x96). */
+  publishRateGraceMs: number;
   // --- operations (src/ops) ---
   /** Port of the HTTP endpoint (/metrics, /healthz, /readyz, POST /drain); 0 = none. */
   httpPort: number;
@@ -155,6 +181,20 @@ export const defaults: Config = {
   logLevel: "info",
   nodeLeaseMs: 3000,
   takeoverTimeoutMs: 2000,
+  allowAnonymous: true,
+  passwordFile: "",
+  aclFile: "",
+  authFailureDelayMs: 1000,
+  maxConnections: 100_000,
+  // off by default: behind NAT or a load balancer without the PROXY protocol many clients share
+  // one address; the node's own limit (maxConnections) protects the process either way
+  maxConnectionsPerAddress: 0,
+  maxConnectRate: 1000,
+  maxSubscriptionsPerClient: 10_000,
+  maxRetainedMessages: 1_000_000,
+  maxRetainedBytes: 256 * 1024 * 1024,
+  maxPublishRate: 10_000,
+  publishRateGraceMs: 10_000,
   httpPort: 0,
   httpHost: "0.0.0.0",
   logFormat: "text",
@@ -222,6 +262,18 @@ export const rules: Record<keyof Config, Rule> = {
   logLevel: { kind: "enum", values: ["debug", "info", "warn", "error", "silent"] },
   nodeLeaseMs: { kind: "int", min: 300, max: 600_000 },
   takeoverTimeoutMs: { kind: "int", min: 100, max: 60_000 },
+  allowAnonymous: { kind: "bool" },
+  passwordFile: { kind: "string" },
+  aclFile: { kind: "string" },
+  authFailureDelayMs: { kind: "int", min: 0, max: 60_000 },
+  maxConnections: { kind: "int", min: 0, max: 100_000_000 },
+  maxConnectionsPerAddress: { kind: "int", min: 0, max: 100_000_000 },
+  maxConnectRate: { kind: "int", min: 0, max: 10_000_000 },
+  maxSubscriptionsPerClient: { kind: "int", min: 0, max: 100_000_000 },
+  maxRetainedMessages: { kind: "int", min: 0, max: 2 ** 40 },
+  maxRetainedBytes: { kind: "int", min: 0, max: 2 ** 50 },
+  maxPublishRate: { kind: "int", min: 0, max: 100_000_000 },
+  publishRateGraceMs: { kind: "int", min: 100, max: 3_600_000 },
   httpPort: { kind: "int", min: 0, max: 65535 },
   httpHost: { kind: "string" },
   logFormat: { kind: "enum", values: ["text", "json"] },
@@ -281,7 +333,7 @@ export function coerce(key: keyof Config, raw: unknown, source: string): unknown
 
 /** Options a listener may set for itself in its URL's query, overriding the global value. */
 export const listenerOptions = [
-  "cafile", "certfile", "keyfile", "requireCertificate", "useIdentityAsUsername", "proxyProtocol",
+  "cafile", "certfile", "keyfile", "requireCertificate", "useIdentityAsUsername", "proxyProtocol", "allowAnonymous",
 ] as const satisfies readonly (keyof Config)[];
 export type ListenerOption = typeof listenerOptions[number];
 

@@ -17,6 +17,7 @@ import type { Persistence } from "./persistence/persistence.ts";
 import { type Reloadable, reloadAll } from "./reload.ts";
 import type { Transports } from "./transport.ts";
 import type { ClusterBus } from "./cluster/bus.ts";
+import { FileSecurity, SecurityFileError } from "./auth/file-security.ts";
 import { Ops } from "./ops/ops.ts";
 import { type HttpServer, opsHandler, type ServeHttp } from "./ops/http.ts";
 import { makeShutdown } from "./ops/shutdown.ts";
@@ -97,6 +98,20 @@ function listenFailure(e: ListenError, config: Config): string {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === "passwd") {
+    // `colibri passwd ...`: the password file tool (src/cli/passwd.ts)
+    const { PasswdError, runPasswd } = await import("./cli/passwd.ts");
+    try {
+      await runPasswd(argv.slice(1));
+    } catch (e) {
+      if (e instanceof PasswdError) {
+        console.error(`colibri passwd: ${e.message}`);
+        process.exit(1);
+      }
+      throw e;
+    }
+    return;
+  }
   let config: Config;
   let notes: { level: "info" | "warn"; text: string }[];
   try {
@@ -130,6 +145,20 @@ export async function main(argv: string[]): Promise<void> {
   const reloadables: Reloadable[] = [];
   process.on("SIGHUP", () => void reloadAll(reloadables, log));
   const specs = listenerSpecs(config);
+  // the password and ACL files (Mosquitto's formats): read now, and again on SIGHUP
+  let security: FileSecurity;
+  try {
+    security = await FileSecurity.load({
+      allowAnonymous: config.allowAnonymous, passwordFile: config.passwordFile, aclFile: config.aclFile,
+      warn: (message, fields) => log.warn(message, fields),
+    });
+  } catch (e) {
+    if (e instanceof SecurityFileError) fatal(e.message);
+    throw e;
+  }
+  if (config.passwordFile || config.aclFile) {
+    reloadables.push({ name: "password and ACL files", reload: () => security.reload() });
+  }
   let persistence: Persistence;
   let bus: ClusterBus | undefined;
   try {
@@ -138,7 +167,7 @@ export async function main(argv: string[]): Promise<void> {
     const m = (e as Error).message;
     fatal(/--redis-/.test(m) ? m : `${m} (check --redis-url, or use --persistence memory)`);
   }
-  const broker = new Broker({ config, persistence, log, bus });
+  const broker = new Broker({ config, persistence, log, bus, security });
   // listeners open once the broker has started; a drain or stop that comes first closes them
   // as soon as they are open
   let listeners: OpenListener[] = [];
@@ -165,6 +194,7 @@ export async function main(argv: string[]): Promise<void> {
     log.info("colibri listening", {
       listener: o.spec.name, host: o.spec.host, port: o.listener.port, runtime: isBun ? "bun" : "deno",
       persistence: persistence.name, version: VERSION, pid: process.pid,
+      anonymous: config.allowAnonymous, passwordFile: config.passwordFile || undefined, aclFile: config.aclFile || undefined,
     });
   }
   reloadables.push(...tlsReloadables(listeners));

@@ -157,6 +157,8 @@ export function withProxyProtocol(inner: Acceptor, log: Logger, listener: string
         },
         write: (bytes) => conn.write(bytes),
         close: () => conn.close(),
+        pauseReading: () => conn.pauseReading?.(),
+        resumeReading: () => conn.resumeReading?.(),
       };
       const events = inner.accept(proxied);
       let header: Uint8Array | undefined = new Uint8Array(0); // bytes of the header so far; undefined once read

@@ -31,6 +31,7 @@ import type { SessionRecord } from "./persistence/persistence.ts";
 import type { Owner, Request } from "./cluster/bus.ts";
 import type { Cluster } from "./cluster/cluster.ts";
 import { MqttError, RC } from "./protocol/reason-codes.ts";
+import { type Permissions, reservedTopic } from "./auth/auth.ts";
 
 const MAX_TIMER = 2 ** 31 - 1;
 /** Sessions claimed at once while adopting a dead node's (each claim is a round trip). */
@@ -113,7 +114,7 @@ export class SessionRegistry {
       if (e instanceof MqttError) throw e;
       return this.unregistered(clientId, clean, e);
     } finally {
-      this.bus.unlock(clientId, lock).catch(() => {});
+      this.bus.unlock(clientId, lock).catch((e) => this.storeFailed("CONNECT lock not released (it expires by itself)", clientId, e));
     }
   }
 
@@ -159,7 +160,7 @@ export class SessionRegistry {
       if (!s && rec && rec.expiryInterval === 0 && rec.will && rec.disconnectedAt === undefined) {
         // a clean session recorded for its will whose connection died without this node
         // noticing (an earlier process): its session ends now, and its will goes
-        this.publishWill(rec.will, clientId);
+        this.publishWill(rec.will, clientId, rec);
       }
     }
     if (s) this.cancelTimers(s, clean);
@@ -185,7 +186,7 @@ export class SessionRegistry {
       s.pendingWill = undefined;
       // reconnect within the delay cancels the will [MQTT-3.1.3-9]; a clean start ends the
       // old session, and a session end sends it
-      if (clean) this.publishWill(w, s.clientId);
+      if (clean) this.publishWill(w, s.clientId, s);
     }
   }
 
@@ -253,7 +254,7 @@ export class SessionRegistry {
         if (held) this.drop(held);
         if (rec?.will && (rec.willAt !== undefined || (clean && rec.disconnectedAt === undefined))) {
           // the previous session ends here: its pending will goes now [MQTT-3.1.3-9]
-          this.publishWill(rec.will, clientId);
+          this.publishWill(rec.will, clientId, rec);
         }
         if (rec) await b.persistence.deleteSession(clientId);
         const fresh = new Session(clientId, b);
@@ -349,6 +350,7 @@ export class SessionRegistry {
       expiryInterval: s.expiryInterval,
       node: this.bus.nodeId,
       will,
+      username: s.username,
     };
     this.metaOf(s).stored = true;
     await this.b.persistence.putSession(rec);
@@ -366,7 +368,7 @@ export class SessionRegistry {
     if (s.expiryInterval === 0) {
       // the session ends with the connection; the will goes now [MQTT-3.1.3-9]
       void this.end(s, false);
-      if (will) this.publishWill(will, s.clientId);
+      if (will) this.publishWill(will, s.clientId, s);
       return;
     }
     s.detached(); // its messages in flight may now wait long: compact them
@@ -378,7 +380,7 @@ export class SessionRegistry {
     let willAt: number | undefined;
     if (will) {
       const delay = willDelaySeconds(will, s.expiryInterval);
-      if (delay === 0) this.publishWill(will, s.clientId);
+      if (delay === 0) this.publishWill(will, s.clientId, s);
       else {
         willAt = now + delay * 1000;
         this.scheduleWill(s, will, willAt);
@@ -386,7 +388,7 @@ export class SessionRegistry {
     }
     this.scheduleExpiry(s, now + s.expiryInterval * 1000);
     this.store(s, {
-      clientId: s.clientId, protocolVersion: s.protocolVersion, expiryInterval: s.expiryInterval,
+      clientId: s.clientId, protocolVersion: s.protocolVersion, expiryInterval: s.expiryInterval, username: s.username,
       disconnectedAt: now, will: willAt ? will : undefined, willAt,
     });
   }
@@ -406,10 +408,31 @@ export class SessionRegistry {
     this.b.log.error(what, { clientId: s.clientId, error: String((e as Error)?.message ?? e) });
   }
 
-  publishWill(w: StoredWill, clientId: string): void {
-    this.b.log.debug("publishing will", { clientId, topic: w.topic });
-    const r = this.b.publish(willMessage(w, this.b.newMessageId(), this.b.clock.now()), clientId);
-    r.done?.catch((e) => this.b.log.error("will not stored", { clientId, error: String(e) }));
+  /** A cluster-store write about a client id failed where nothing else depends on it: logged and counted. */
+  private storeFailed(what: string, clientId: string, e: unknown): void {
+    this.b.stats.persistenceErrors++;
+    this.b.log.warn(what, { clientId, error: String((e as Error)?.message ?? e) });
+  }
+
+  /**
+   * Publish a will, if its client may (still) publish to its topic: the session's permissions
+   * now, or those of the stored session's user (the rules may have changed since its CONNECT).
+   */
+  publishWill(w: StoredWill, clientId: string, who: Session | { username?: string }): void {
+    const go = (p: Permissions | undefined) => {
+      if (reservedTopic(w.topic) || (p !== undefined && !p.canPublish(w.topic))) {
+        this.b.stats.aclDenied++;
+        this.b.log.info("will not published: not authorized", { clientId, topic: w.topic });
+        return;
+      }
+      this.b.log.debug("publishing will", { clientId, topic: w.topic });
+      const r = this.b.publish(willMessage(w, this.b.newMessageId(), this.b.clock.now()), clientId);
+      r.done?.catch((e) => this.b.log.error("will not stored", { clientId, error: String(e) }));
+    };
+    const p = who instanceof Session ? who.permissions : this.b.permissionsFor({ clientId, username: who.username });
+    if (p instanceof Promise) {
+      p.then(go, (e) => this.b.log.error("will not published: permissions unavailable", { clientId, error: String(e?.message ?? e) }));
+    } else go(p);
   }
 
   private scheduleWill(s: Session, w: StoredWill, at: number) {
@@ -418,9 +441,9 @@ export class SessionRegistry {
     s.willTimer = this.longTimeout(at, () => {
       if (s.pendingWill !== w || s.client || this.map.get(s.clientId) !== s) return;
       s.pendingWill = undefined;
-      this.publishWill(w, s.clientId);
+      this.publishWill(w, s.clientId, s);
       this.store(s, {
-        clientId: s.clientId, protocolVersion: s.protocolVersion, expiryInterval: s.expiryInterval,
+        clientId: s.clientId, protocolVersion: s.protocolVersion, expiryInterval: s.expiryInterval, username: s.username,
         disconnectedAt: this.b.clock.now(),
       });
     });
@@ -436,7 +459,7 @@ export class SessionRegistry {
       if (s.pendingWill) {
         const w = s.pendingWill;
         s.pendingWill = undefined;
-        this.publishWill(w, s.clientId);
+        this.publishWill(w, s.clientId, s);
       }
       void this.end(s, false);
     });
@@ -486,7 +509,7 @@ export class SessionRegistry {
     }
     // a clean start keeps the ownership for the session that replaces this one
     if (m.token !== undefined && !replaced) {
-      this.bus.disown(s.clientId, m.token).catch(() => {});
+      this.bus.disown(s.clientId, m.token).catch((e) => this.storeFailed("ownership not given up (the next claim replaces it)", s.clientId, e));
       this.b.persistence.fence?.(s.clientId, undefined, m.token);
     }
     await deleted;
@@ -499,11 +522,17 @@ export class SessionRegistry {
     const s = new Session(rec.clientId, this.b);
     s.expiryInterval = cappedExpiry(rec, this.b.config.maxSessionExpiry);
     s.protocolVersion = rec.protocolVersion;
+    // its last user's rules apply while it is offline (deliveries into its queue)
+    s.username = rec.username;
     this.metaOf(s).stored = true;
     this.own(s, token);
     if (held) s.hold();
     this.map.set(rec.clientId, s);
-    const [subs] = await Promise.all([this.b.persistence.subscriptions(rec.clientId), this.load(s, rec)]);
+    const [subs, , permissions] = await Promise.all([
+      this.b.persistence.subscriptions(rec.clientId), this.load(s, rec),
+      this.b.permissionsFor({ clientId: rec.clientId, username: rec.username }),
+    ]);
+    s.permissions = permissions;
     await this.b.addSubscriptions(s, subs);
     return s;
   }
@@ -539,17 +568,17 @@ export class SessionRegistry {
     const willDue = rec.will !== undefined && willAt !== undefined && (willAt <= now || expiresAt <= now);
     if (expiresAt <= now) {
       await this.end(s, false);
-      if (willDue) this.publishWill(rec.will!, s.clientId);
+      if (willDue) this.publishWill(rec.will!, s.clientId, s);
       return;
     }
     if (crashed || willDue) {
       await this.b.persistence.putSession({
-        clientId: s.clientId, protocolVersion: s.protocolVersion, expiryInterval: s.expiryInterval,
+        clientId: s.clientId, protocolVersion: s.protocolVersion, expiryInterval: s.expiryInterval, username: s.username,
         disconnectedAt: since, will: willDue ? undefined : rec.will, willAt: willDue ? undefined : willAt,
       });
     }
     if (rec.will && willAt !== undefined) {
-      if (willDue) this.publishWill(rec.will, s.clientId);
+      if (willDue) this.publishWill(rec.will, s.clientId, s);
       else this.scheduleWill(s, rec.will, willAt);
     }
     this.scheduleExpiry(s, expiresAt);
@@ -558,8 +587,10 @@ export class SessionRegistry {
   /** A clean session recorded only for its will: its connection died with its process. */
   private async recoverClean(rec: SessionRecord, token: string | undefined): Promise<void> {
     await this.b.persistence.deleteSession(rec.clientId);
-    if (token !== undefined) await this.bus.disown(rec.clientId, token).catch(() => {});
-    if (rec.will && rec.disconnectedAt === undefined) this.publishWill(rec.will, rec.clientId);
+    if (token !== undefined) {
+      await this.bus.disown(rec.clientId, token).catch((e) => this.storeFailed("ownership not given up (the next claim replaces it)", rec.clientId, e));
+    }
+    if (rec.will && rec.disconnectedAt === undefined) this.publishWill(rec.will, rec.clientId, rec);
   }
 
   /**
@@ -678,7 +709,7 @@ export class SessionRegistry {
   private async rewrite(s: Session): Promise<void> {
     const p = this.b.persistence;
     const rec: SessionRecord = {
-      clientId: s.clientId, protocolVersion: s.protocolVersion, expiryInterval: s.expiryInterval,
+      clientId: s.clientId, protocolVersion: s.protocolVersion, expiryInterval: s.expiryInterval, username: s.username,
       node: this.bus.nodeId,
     };
     if (s.client) rec.will = s.client.will;

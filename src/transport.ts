@@ -25,6 +25,13 @@ export interface Connection {
    * Idempotent.
    */
   close(): void;
+  /**
+   * Stop reading from the socket until resumeReading(): the client's sends then back up in TCP
+   * (--max-publish-rate slows a client down this way). Optional: without it the core holds what
+   * arrives, up to its bound for held input.
+   */
+  pauseReading?(): void;
+  resumeReading?(): void;
 }
 
 /**

@@ -77,7 +77,7 @@ describe("redis persistence: storage cost", () => {
       // wrote 201 sets holding the 60 KB topic each; now the first 8 levels and the depth
       const topic = Array.from({ length: 200 }, (_, i) => `${i}`.padStart(300, "l")).join("/");
       await p.putRetained(msg({ topic, retain: true }));
-      assert.equal(await countKeys(`${prefix}{r}*`), 1 + 8 + 1, "ret hash + 8 level sets + 1 depth set");
+      assert.equal(await countKeys(`${prefix}{r}*`), 1 + 1 + 8 + 1, "ret hash + its bytes counter + 8 level sets + 1 depth set");
       assert.deepStrictEqual((await p.matchRetained("#")).map((m) => m.topic === topic), [true]);
       await p.deleteRetained(topic);
       assert.equal(await countKeys(`${prefix}{r}*`), 0, "every index set emptied and gone");

@@ -51,6 +51,14 @@ class BunConnection implements Connection {
     return false;
   }
 
+  pauseReading(): void {
+    if (!this.closed) this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (!this.closed) this.socket.resume();
+  }
+
   /** Called from the socket's drain handler; true when everything is out. */
   flushPending(): boolean {
     const pending = this.pending;
@@ -73,6 +81,7 @@ class BunConnection implements Connection {
   close(): void {
     if (this.closed || this.closing) return;
     this.closing = true;
+    this.socket.resume(); // lingering reads (and discards) what the peer still sends
     if (this.bufferedAmount === 0) this.startLinger();
     else setTimeout(() => { if (!this.closed) this.socket.terminate(); }, LINGER_MS);
   }

@@ -46,6 +46,14 @@ class BunWsConnection implements Connection {
     this.closing = true;
     this.ws.close(1000); // queued output goes first, then the close frame
   }
+
+  pauseReading(): void {
+    if (!this.closed && !this.closing) (this.ws as unknown as { pause?: () => void }).pause?.();
+  }
+
+  resumeReading(): void {
+    if (!this.closed) (this.ws as unknown as { resume?: () => void }).resume?.();
+  }
 }
 
 function serveOptions(acceptor: Acceptor, opts: ListenOptions, port: number, tls?: TlsMaterial) {

@@ -19,6 +19,8 @@ class DenoConnection implements Connection {
   closed = false;
   /** While lingering after close(): the deadline and the bytes discarded so far. */
   linger: { timer: ReturnType<typeof setTimeout>; bytes: number } | undefined;
+  /** Set while reading is paused: the read loop waits for it before its next read. */
+  paused: { promise: Promise<void>; resume: () => void } | undefined;
 
   constructor(private readonly conn: Deno.Conn) {
     const a = conn.remoteAddr as Deno.NetAddr;
@@ -61,7 +63,21 @@ class DenoConnection implements Connection {
   close(): void {
     if (this.closed || this.closing) return;
     this.closing = true;
+    this.resumeReading(); // the read loop goes on to discard input while lingering
     if (!this.writing) void this.startLinger();
+  }
+
+  pauseReading(): void {
+    if (this.paused || this.closed) return;
+    let resume!: () => void;
+    const promise = new Promise<void>((r) => (resume = r));
+    this.paused = { promise, resume };
+  }
+
+  resumeReading(): void {
+    const p = this.paused;
+    this.paused = undefined;
+    p?.resume();
   }
 
   /** Everything is written: send FIN; the read loop discards input until the peer closes. */
@@ -80,6 +96,7 @@ class DenoConnection implements Connection {
   shut() {
     if (this.closed) return;
     this.closed = true;
+    this.resumeReading();
     if (this.linger) clearTimeout(this.linger.timer);
     try { this.conn.close(); } catch { /* already closed */ }
   }
@@ -96,6 +113,7 @@ async function serve(conn: Deno.Conn, acceptor: Acceptor) {
   let err: Error | undefined;
   try {
     for (;;) {
+      if (c.paused) await c.paused.promise;
       const n = await conn.read(buf);
       if (n === null) break;
       if (c.linger) {

@@ -40,8 +40,17 @@ class NodeTlsConnection implements Connection {
     return this.socket.write(bytes);
   }
 
+  pauseReading(): void {
+    if (!this.closed && this.lingered === undefined) this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (!this.closed) this.socket.resume();
+  }
+
   close(): void {
     if (this.closed || this.lingered !== undefined) return;
+    this.socket.resume(); // lingering reads (and discards) what the peer still sends
     this.lingered = 0;
     this.socket.end();
     const timer = setTimeout(() => this.socket.destroy(), LINGER_MS);

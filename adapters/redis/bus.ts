@@ -34,7 +34,7 @@ import { Buffer } from "node:buffer";
 import type { BusHandler, BusStats, ClusterBus, Expect, Owner, Request } from "../../src/cluster/bus.ts";
 import type { StoredMessage } from "../../src/message.ts";
 import { decodeForwards, ForwardBatch } from "../../src/cluster/wire.ts";
-import { dropConnection, type RedisClient, type RedisLogger } from "./connection.ts";
+import { dropConnection, keepScriptsLoaded, type RedisClient, type RedisLogger } from "./connection.ts";
 import type { Keys } from "./keys.ts";
 import * as lua from "./bus-scripts.ts";
 
@@ -183,6 +183,8 @@ export class RedisBus implements ClusterBus {
     // the extra connections log nothing of their own: the main one reports Redis's state
     const ctl = await this.store.connectAgain({ logger: quiet });
     this.ctl = { client: ctl, heartbeat: bindScripts(ctl).heartbeat };
+    await keepScriptsLoaded(this.cmd, Object.values(lua).map((d) => d.lua));
+    await keepScriptsLoaded(ctl, [lua.heartbeat.lua]);
     await this.heartbeat();
     await this.loadRoutes();
     await this.resetRoutes([]); // announces this node (and creates the broadcast stream)

@@ -117,6 +117,7 @@ export function encodeSession(r: SessionRecord): (string | Buffer)[] {
   if (r.node !== undefined) f.push("n", r.node);
   if (r.willAt !== undefined) f.push("wa", String(r.willAt));
   if (r.will !== undefined) f.push("w", encodeWill(r.will));
+  if (r.username !== undefined) f.push("u", r.username);
   return f;
 }
 
@@ -131,6 +132,7 @@ export function decodeSession(clientId: string, h: Record<string, Buffer>): Sess
   if (h.n !== undefined) r.node = h.n.toString();
   if (h.wa !== undefined) r.willAt = Number(h.wa.toString());
   if (h.w !== undefined) r.will = decodeWill(h.w);
+  if (h.u !== undefined) r.username = h.u.toString();
   return r;
 }
 

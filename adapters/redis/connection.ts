@@ -335,6 +335,25 @@ export function dropConnection(redis: RedisClient): void {
   redis.disconnect();
 }
 
+/**
+ * Load scripts into every server a client talks to, now and whenever it connects to a server
+ * again (one that restarted, a promoted replica: Redis does not copy scripts to replicas).
+ * ioredis answers a NOSCRIPT by sending EVAL after the commands queued behind the call, so a
+ * script Redis does not know reorders a connection's writes (a retained message was lost to
+ * the SUBSCRIBE right after it that way). SCRIPT LOAD is sent at once, never auto-pipelined:
+ * on a connection that just came back it goes before the writes waiting for the next tick.
+ */
+export async function keepScriptsLoaded(client: RedisClient, luas: string[]): Promise<void> {
+  const load = (r: Redis) => Promise.all(luas.map((l) => r.script("LOAD", l)));
+  if (isCluster(client)) {
+    client.on("+node", (r: Redis) => r.once("ready", () => void load(r).catch(() => {})));
+    await Promise.all(client.nodes("all").map(load));
+  } else {
+    client.on("ready", () => void load(client).catch(() => {}));
+    await load(client);
+  }
+}
+
 /** Quit politely, then make sure no socket or reconnect timer is left behind. */
 export async function closeRedis(redis: RedisClient): Promise<void> {
   clearInterval(watchdogs.get(redis));

@@ -97,8 +97,9 @@ export class Keys {
   readonly epoch: string;
   /** The number of session groups the store was created with. */
   readonly layout: string;
-  /** Retained messages (one slot). */
+  /** Retained messages (one slot), and their payload bytes together (--max-retained-bytes). */
   readonly retained: string;
+  readonly retainedBytes: string;
   readonly groups: readonly Group[];
 
   constructor(readonly prefix: string, readonly groupCount = 1) {
@@ -109,6 +110,7 @@ export class Keys {
     this.epoch = c + "epoch";
     this.layout = c + "layout";
     this.retained = `${prefix}{r}:ret`;
+    this.retainedBytes = `${prefix}{r}:retbytes`;
     this.groups = Array.from({ length: groupCount }, (_, i) => new Group(prefix, i));
   }
 

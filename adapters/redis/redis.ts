@@ -22,6 +22,8 @@ import {
   FencedError,
   type OutgoingEntry,
   type Persistence,
+  type RetainedQuota,
+  RetainedQuotaError,
   type SessionRecord,
   type StoredMessage,
   type StoredSubscription,
@@ -43,6 +45,7 @@ import {
   type ConnectionOptions,
   describeTarget,
   isCluster,
+  keepScriptsLoaded,
   openRedis,
   type RedisClient,
 } from "./connection.ts";
@@ -123,6 +126,9 @@ export class RedisPersistence implements Persistence {
   static async connect(opts: RedisPersistenceOptions): Promise<RedisPersistence> {
     const redis = await openRedis(opts);
     try {
+      await keepScriptsLoaded(redis, Object.values(lua).map((d) => d.lua)).catch((e) => {
+        throw new Error(`redis persistence: scripts not loaded: ${(e as Error).message}`, { cause: e });
+      });
       const groups = opts.groups ?? (isCluster(redis) ? GROUPS : 1);
       await checkLayout(redis, new Keys(opts.prefix, 1).layout, groups, describeTarget(opts), opts.prefix);
       return new RedisPersistence(redis, opts, new Keys(opts.prefix, groups));
@@ -532,16 +538,23 @@ export class RedisPersistence implements Persistence {
 
   // --- retained ---------------------------------------------------------------------------
 
-  async putRetained(msg: StoredMessage): Promise<void> {
-    const idx = this.keys.retainedIndex(msg.topic);
-    const p = this.track(this.s.retained(...spread([this.keys.retained, ...idx]), "put", msg.topic, encodeMessage(msg)));
-    await this.replicated(p, this.keys.retained).catch(this.fail("putRetained"));
+  async putRetained(msg: StoredMessage, quota?: RetainedQuota): Promise<void> {
+    const keys = this.retainedKeys(msg.topic);
+    const p = this.track(this.s.retained(...spread(keys), "put", msg.topic, encodeMessage(msg),
+      String(quota?.maxMessages ?? 0), String(quota?.maxBytes ?? 0)));
+    const r = await this.replicated(p, this.keys.retained).catch(this.fail("putRetained"));
+    if (r === -1) throw new RetainedQuotaError("messages", quota!.maxMessages);
+    if (r === -2) throw new RetainedQuotaError("bytes", quota!.maxBytes);
   }
 
   async deleteRetained(topic: string): Promise<void> {
-    const idx = this.keys.retainedIndex(topic);
-    const p = this.track(this.s.retained(...spread([this.keys.retained, ...idx]), "del", topic));
+    const p = this.track(this.s.retained(...spread(this.retainedKeys(topic)), "del", topic));
     await this.replicated(p, this.keys.retained).catch(this.fail("deleteRetained"));
+  }
+
+  /** KEYS of the retained script for a topic: the hash, its bytes counter, its index sets. */
+  private retainedKeys(topic: string): string[] {
+    return [this.keys.retained, this.keys.retainedBytes, ...this.keys.retainedIndex(topic)];
   }
 
   async matchRetained(filter: string): Promise<StoredMessage[]> {
@@ -554,10 +567,9 @@ export class RedisPersistence implements Persistence {
       if (!topicMatches(filter, topic)) continue;
       const msg = decodeMessage(flat[i + 1]);
       if (msg.expiresAt !== undefined && msg.expiresAt < now) {
-        const idx = this.keys.retainedIndex(topic);
         const header = flat[i + 1].subarray(0, headerLength(flat[i + 1]));
         // Housekeeping: a failure here must not fail the lookup.
-        drops.push(this.s.retained(...spread([this.keys.retained, ...idx]), "delif", topic, header).catch(() => {}));
+        drops.push(this.s.retained(...spread(this.retainedKeys(topic)), "delif", topic, header).catch(() => {}));
       } else {
         out.push(msg);
       }
@@ -607,6 +619,10 @@ export class RedisPersistence implements Persistence {
 
   async retainedCount(): Promise<number> {
     return await this.redis.hlen(this.keys.retained).catch(this.fail("retainedCount"));
+  }
+
+  async retainedBytes(): Promise<number> {
+    return Number(await this.redis.get(this.keys.retainedBytes).catch(this.fail("retainedBytes")) ?? 0);
   }
 
   async close(): Promise<void> {

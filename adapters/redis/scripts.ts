@@ -214,25 +214,33 @@ return 1`,
 };
 
 /**
- * KEYS: ret, then the topic's index sets. ARGV: op, topic, blob | header.
- * op "put" stores; "del" deletes; "delif" deletes only if the stored blob starts with the
- * given header (the same message: an expired one is not allowed to delete its replacement).
+ * KEYS: ret, retbytes, then the topic's index sets. ARGV: op, topic, blob | header, then for
+ * put the quota: max messages, max bytes (0 = no limit).
+ * op "put" stores (returns 1, or -1 / -2 when the quota refuses it: nothing changed); "del"
+ * deletes; "delif" deletes only if the stored blob starts with the given header (the same
+ * message: an expired one is not allowed to delete its replacement). retbytes holds the payload
+ * bytes of every stored blob (what follows its header's "\n", codec.ts).
  */
 export const retained: ScriptDef = {
   keys: 1,
   lua: SPREAD + `
 local op, topic = ARGV[1], ARGV[2]
+local function payload(v) return #v - string.find(v, '\\n', 1, true) end
+local old = redis.call('HGET', KEYS[1], topic)
 if op == 'put' then
+  local grow = payload(ARGV[3]) - (old and payload(old) or 0)
+  local maxm, maxb = tonumber(ARGV[4] or '0'), tonumber(ARGV[5] or '0')
+  if not old and maxm > 0 and redis.call('HLEN', KEYS[1]) >= maxm then return -1 end
+  if grow > 0 and maxb > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') + grow > maxb then return -2 end
   redis.call('HSET', KEYS[1], topic, ARGV[3])
-  for i = 2, #KEYS do redis.call('SADD', KEYS[i], topic) end
+  for i = 3, #KEYS do redis.call('SADD', KEYS[i], topic) end
+  if grow ~= 0 and redis.call('INCRBY', KEYS[2], grow) == 0 then redis.call('DEL', KEYS[2]) end
   return 1
 end
-if op == 'delif' then
-  local v = redis.call('HGET', KEYS[1], topic)
-  if v == false or string.sub(v, 1, #ARGV[3]) ~= ARGV[3] then return 0 end
-end
-if redis.call('HDEL', KEYS[1], topic) == 1 then
-  for i = 2, #KEYS do redis.call('SREM', KEYS[i], topic) end
-end
+if old == false then return 1 end
+if op == 'delif' and string.sub(old, 1, #ARGV[3]) ~= ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[1], topic)
+for i = 3, #KEYS do redis.call('SREM', KEYS[i], topic) end
+if redis.call('DECRBY', KEYS[2], payload(old)) == 0 then redis.call('DEL', KEYS[2]) end
 return 1`,
 };

@@ -37,6 +37,38 @@ export interface LaunchOptions {
   wire?: Wire;
   /** Certificate and key files for --wire tls (makeBenchCert). */
   cert?: { cert: string; key: string };
+  /** ACL file for --acl (makeBenchAcl). */
+  aclFile?: string;
+}
+
+/**
+ * The ACL of --acl: a deployment's kind of file (deny rules, user sections, patterns) under
+ * which the bench's anonymous clients may use every topic the scenarios use, so that each
+ * publish and each delivery is checked and allowed (the cost measured, nothing refused).
+ */
+export function makeBenchAcl(workDir: string): string {
+  const file = path.join(workDir, "bench.acl");
+  fs.writeFileSync(file, [
+    "# anonymous clients (the load generator)",
+    "topic deny admin/#",
+    "topic deny config/+/secret",
+    "topic read status/#",
+    "topic readwrite bench/#",
+    "topic readwrite t/#",
+    "topic readwrite #",
+    "user operator",
+    "topic readwrite admin/#",
+    "topic read #",
+    "user device",
+    "topic write telemetry/+/data",
+    "pattern readwrite clients/%c/#",
+    "pattern read users/%u/inbox",
+    "",
+  ].join("\n"));
+  // Mosquitto started as root reads it after dropping to its own user
+  fs.chmodSync(workDir, 0o755);
+  fs.chmodSync(file, 0o644);
+  return file;
 }
 
 /** A throwaway self-signed certificate for 127.0.0.1 in workDir (openssl), for --wire tls. */
@@ -86,6 +118,10 @@ function colibriArgs(port: number, o: LaunchOptions): string[] {
     args.push("--persistence", "redis", "--redis-url", o.redis.url, "--redis-prefix", o.redis.prefix, ...(o.redis.args ?? []));
   }
   if (o.sysInterval !== undefined) args.push("--sys-interval", String(o.sysInterval));
+  if (o.aclFile !== undefined) args.push("--acl-file", o.aclFile);
+  // the load generator is one address pushing as fast as it can, against brokers without such
+  // limits: Colibri's per-client publish rate and per-address limits are off here
+  args.push("--max-publish-rate", "0", "--max-connect-rate", "0", "--max-connections-per-address", "0");
   return args;
 }
 
@@ -109,6 +145,7 @@ function mosquittoConfig(port: number, o: LaunchOptions): string {
       "log_type warning",
       "connection_messages false",
       ...(o.sysInterval !== undefined ? [`sys_interval ${o.sysInterval}`] : []),
+      ...(o.aclFile !== undefined ? [`acl_file ${o.aclFile}`] : []),
       "",
     ].join("\n"),
   );

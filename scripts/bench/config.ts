@@ -29,6 +29,8 @@ export interface BenchConfig {
   render?: string;
   quick: boolean;
   verbose: boolean;
+  /** Run the brokers with an ACL file (Colibri --acl-file, Mosquitto acl_file): the per-delivery check's cost. */
+  acl: boolean;
   /** The argument list as given, for the "how to reproduce" line. */
   argv: string[];
 }
@@ -57,6 +59,7 @@ export const USAGE = `Usage: bun run scripts/bench.ts [options]
   --out FILE            write all runs as JSON (e.g. bench-results/run.json)
   --markdown FILE       rewrite the results section of FILE (e.g. BENCHMARKS.md)
   --render FILE.json    no run: print (and with --markdown, write) the report of a saved --out file
+  --acl                 brokers with an ACL file (Colibri, Mosquitto): every publish and delivery checked
   --quick               smoke run: 1 repeat, short runs, fewer connections
   --verbose             print every run's details to stderr`;
 
@@ -86,6 +89,7 @@ export function parseArgs(argv: string[], scenarioNames: readonly string[]): Ben
     redisUrl: "redis://127.0.0.1:6379",
     quick,
     verbose: false,
+    acl: false,
     argv,
   };
   let sink = false;
@@ -109,6 +113,9 @@ export function parseArgs(argv: string[], scenarioNames: readonly string[]): Ben
         break;
       case "--verbose":
         cfg.verbose = true;
+        break;
+      case "--acl":
+        cfg.acl = true;
         break;
       case "--sink":
         sink = true;

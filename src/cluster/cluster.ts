@@ -17,6 +17,7 @@
 import type { StoredMessage } from "../message.ts";
 import type { Logger } from "../log.ts";
 import type { RouteOptions, Router } from "../routing/router.ts";
+import { releaseEncodings } from "../session/client.ts";
 import type { ClusterBus, Forward } from "./bus.ts";
 import { type RemoteMatch, RemoteRoutes } from "./routes.ts";
 
@@ -144,17 +145,21 @@ export class Cluster {
         const r = router.route(msg, f.publisher, opts);
         if (r.pending) (pending ??= []).push(...r.pending);
       }
-      if (f.shares === undefined) continue;
-      for (const share of f.shares) {
-        // a group message from a dead node's inbox goes to any member still here (the dead
-        // node's own members are gone or adopted; the group is what counts)
-        const r = router.toShare(share, msg, undefined, drained);
-        if (r === false) {
-          const on = this.passOn(share, msg, f.publisher);
-          if (on) (pending ??= []).push(on);
-        } else if (r) (pending ??= []).push(r);
+      if (f.shares !== undefined) {
+        for (const share of f.shares) {
+          // a group message from a dead node's inbox goes to any member still here (the dead
+          // node's own members are gone or adopted; the group is what counts)
+          const r = router.toShare(share, msg, undefined, drained);
+          if (r === false) {
+            const on = this.passOn(share, msg, f.publisher);
+            if (on) (pending ??= []).push(on);
+          } else if (r) (pending ??= []).push(r);
+        }
       }
+      // the fan-out was synchronous: the frame (a view into the whole batch) is not kept
+      msg.wire = undefined;
     }
+    releaseEncodings(); // nor the encodings shared during the fan-out
     if (pending === undefined) return undefined;
     return Promise.all(pending);
   }

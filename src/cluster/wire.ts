@@ -8,12 +8,18 @@
  * and hands the router the same string object for every message on one topic (its hash is
  * computed once). Measured on the receiving side this is what decoding cost most.
  *
- * Record: flags u8 | id: ref(prefix) + str(rest) | topic ref | receivedAt f64
+ * A message that came from a 3.1/3.1.1 publisher travels as the PUBLISH frame it arrived in
+ * (payload at its end), so that the receiving node hands it to its 3.1/3.1.1 subscribers
+ * verbatim, as the publishing node does for its own (protocol/publish-codec.ts reuseWire):
+ * nothing is encoded again per message on either side.
+ *
+ * Record: flags u16 | id: ref(prefix) + str(rest) | topic ref | receivedAt f64
  *         | [expiresAt f64] | [publisher ref] | [properties: u32 length + JSON]
- *         | [shares: u16 count + str...] | payload u32 + bytes
+ *         | [shares: u16 count + str...] | payload u32 + bytes, or (bit 8) frame u32 + bytes
+ *         then the payload's length u32 (the payload is the frame's last bytes)
  * str = u16 length + UTF-8; ref = u16 index into the batch's strings, or 0xFFFF followed by a
  * str that becomes the next index. flags: bit 0 retain, bits 1-2 QoS, bit 3 plain, bit 4
- * publisher, bit 5 expiresAt, bit 6 properties, bit 7 shares.
+ * publisher, bit 5 expiresAt, bit 6 properties, bit 7 shares, bit 8 frame.
  */
 import type { MessageProperties, QoS, StoredMessage } from "../message.ts";
 import type { Forward } from "./bus.ts";
@@ -181,7 +187,8 @@ export class ForwardBatch {
     const id = m.id;
     const cut = id.lastIndexOf(":") + 1; // "<node>#<incarnation>:<seq>": the node part repeats
     const props = m.properties === undefined ? undefined : enc.encode(propsJson(m.properties));
-    let room = 40 + 3 * (id.length + m.topic.length) + m.payload.length;
+    const frame = m.wire;
+    let room = 44 + 3 * (id.length + m.topic.length) + (frame !== undefined ? frame.length : m.payload.length);
     if (publisher !== undefined) room += 3 * publisher.length;
     if (props !== undefined) room += props.length;
     if (shares !== undefined) for (const s of shares) room += 2 + 3 * s.length;
@@ -191,7 +198,8 @@ export class ForwardBatch {
     if (m.expiresAt !== undefined) flags |= 32;
     if (props !== undefined) flags |= 64;
     if (shares !== undefined && shares.length > 0) flags |= 128;
-    w.u8(flags);
+    if (frame !== undefined) flags |= 256;
+    w.u16(flags);
     this.ref(id.slice(0, cut));
     w.str(cut === 0 ? id : id.slice(cut));
     this.ref(m.topic);
@@ -203,7 +211,11 @@ export class ForwardBatch {
       w.u16(shares!.length);
       for (const s of shares!) w.str(s);
     }
-    w.bytes(m.payload);
+    if (frame === undefined) w.bytes(m.payload);
+    else {
+      w.bytes(frame);
+      w.u32(m.payload.length);
+    }
     this.count++;
     if (this.strings.size >= TABLE_MAX) this.strings.clear(); // a very mixed batch: start over, as the reader does
   }
@@ -223,7 +235,7 @@ export function decodeForwards(buf: Uint8Array): Forward[] {
   const r = new Reader(buf);
   const out: Forward[] = [];
   while (r.pos < buf.length) {
-    const flags = r.u8();
+    const flags = r.u16();
     const prefix = r.ref();
     const rest = r.str();
     const msg: StoredMessage = {
@@ -243,7 +255,11 @@ export function decodeForwards(buf: Uint8Array): Forward[] {
       f.shares = [];
       for (let i = 0; i < n; i++) f.shares.push(r.str());
     }
-    msg.payload = r.bytes();
+    if (flags & 256) {
+      const frame = r.bytes();
+      msg.payload = frame.subarray(frame.length - r.u32());
+      msg.wire = frame;
+    } else msg.payload = r.bytes();
     out.push(f);
     if (r.strings.length >= TABLE_MAX) r.strings.length = 0; // as the writer does
   }

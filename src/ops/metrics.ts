@@ -73,6 +73,10 @@ export async function renderMetrics(m: MetricsSource): Promise<string> {
   ]);
   e.counter("colibri_publishes_refused_total", "QoS 1/2 publishes refused past 90 % of --max-memory-bytes (0x97)", s.refusedPublishes);
   e.counter("colibri_connections_refused_total", "Connections refused past --max-memory-bytes (0x89)", s.refusedConnections);
+  e.counter("colibri_auth_failures_total", "Logins refused: bad user name or password, anonymous not allowed, failed SCRAM", s.authFailures);
+  e.counter("colibri_acl_denied_total", "Publishes, subscriptions and wills refused by the ACL or because of a $-topic", s.aclDenied);
+  e.counter("colibri_limit_refusals_total", "Connections refused by --max-connections, --max-connections-per-address or --max-connect-rate", s.limitRefusals);
+  e.counter("colibri_publishes_throttled_total", "PUBLISH packets held back by --max-publish-rate", s.throttledPublishes);
   e.counter("colibri_protocol_errors_total", "Connections closed for a protocol error or malformed packet", s.protocolErrors);
   e.gauge("colibri_queued_messages", "QoS 1/2 messages queued behind the sessions' inflight windows", g.queued);
   e.gauge("colibri_queue_depth_max", "The longest session queue", g.queueMax);

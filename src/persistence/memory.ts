@@ -10,13 +10,15 @@
  * Retained messages live in a topic trie (retained-trie.ts): a lookup walks only the branches
  * the filter can reach.
  */
-import type {
-  MessageHolder,
-  OutgoingEntry,
-  Persistence,
-  SessionRecord,
-  StoredMessage,
-  StoredSubscription,
+import {
+  type MessageHolder,
+  type OutgoingEntry,
+  type Persistence,
+  type RetainedQuota,
+  RetainedQuotaError,
+  type SessionRecord,
+  type StoredMessage,
+  type StoredSubscription,
 } from "./persistence.ts";
 import { RetainedTrie } from "./retained-trie.ts";
 
@@ -168,7 +170,17 @@ export class MemoryPersistence implements Persistence {
 
   // --- retained ---------------------------------------------------------------------------
 
-  putRetained(msg: StoredMessage): Promise<void> {
+  putRetained(msg: StoredMessage, quota?: RetainedQuota): Promise<void> {
+    const old = this.retained.peek(msg.topic);
+    if (quota !== undefined) {
+      const grow = msg.payload.length - (old?.payload.length ?? 0);
+      if (old === undefined && quota.maxMessages > 0 && this.retained.size >= quota.maxMessages) {
+        return Promise.reject(new RetainedQuotaError("messages", quota.maxMessages));
+      }
+      if (grow > 0 && quota.maxBytes > 0 && this.retained.payloadBytes + grow > quota.maxBytes) {
+        return Promise.reject(new RetainedQuotaError("bytes", quota.maxBytes));
+      }
+    }
     this.retained.put(msg);
     return done;
   }
@@ -184,6 +196,10 @@ export class MemoryPersistence implements Persistence {
 
   retainedCount(): Promise<number> {
     return Promise.resolve(this.retained.size);
+  }
+
+  retainedBytes(): Promise<number> {
+    return Promise.resolve(this.retained.payloadBytes);
   }
 
   /** Retained messages count towards the broker's --max-memory-bytes (they live in process). */

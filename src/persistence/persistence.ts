@@ -30,6 +30,15 @@ export interface SessionRecord {
   will?: StoredWill;
   /** Epoch ms at which a delayed will is due (set on abnormal disconnect). */
   willAt?: number;
+  /** The user name the client authenticated as (its ACL applies to the stored session). */
+  username?: string;
+}
+
+/** Bounds on the retained store (0 = none), checked atomically with the write. */
+export interface RetainedQuota {
+  maxMessages: number;
+  /** Payload bytes of all retained messages together. */
+  maxBytes: number;
 }
 
 export interface Persistence {
@@ -71,12 +80,19 @@ export interface Persistence {
   incomingQos2(clientId: string): Promise<number[]>;
 
   // --- retained messages ------------------------------------------------------------------
-  /** Store (replace) the retained message of msg.topic. */
-  putRetained(msg: StoredMessage): Promise<void>;
+  /**
+   * Store (replace) the retained message of msg.topic. With a quota, a message for a new topic
+   * when maxMessages are stored, or one that would take the payload bytes over maxBytes (a
+   * replacement counts only what it adds), is refused with RetainedQuotaError and nothing
+   * changes; a replacement that does not grow the store always goes through.
+   */
+  putRetained(msg: StoredMessage, quota?: RetainedQuota): Promise<void>;
   deleteRetained(topic: string): Promise<void>;
   /** Retained messages whose topic matches the filter (`+`, `#`, `$`-rule), via an index. */
   matchRetained(filter: string): Promise<StoredMessage[]>;
   retainedCount(): Promise<number>;
+  /** Payload bytes of every retained message together. */
+  retainedBytes(): Promise<number>;
 
   /**
    * In-process stores only (memory): report every message kept in process memory beyond what
@@ -111,5 +127,15 @@ export class FencedError extends Error {
   constructor(readonly clientId: string) {
     super(`session ${clientId} is owned by another node now`);
     this.name = "FencedError";
+  }
+}
+
+/** A retained message refused by the store's quota (Persistence.putRetained). */
+export class RetainedQuotaError extends Error {
+  constructor(readonly limit: "messages" | "bytes", readonly max: number) {
+    super(limit === "messages"
+      ? `the retained store holds ${max} messages (--max-retained-messages)`
+      : `the retained store would hold more than ${max} payload bytes (--max-retained-bytes)`);
+    this.name = "RetainedQuotaError";
   }
 }

@@ -16,11 +16,27 @@ class Node {
 export class RetainedTrie {
   private readonly root = new Node(undefined, "");
   private count = 0;
+  private bytes = 0;
   /** The broker's accounting, told of every message kept and let go (MemoryPersistence.trackMemory). */
   private holder: MessageHolder | undefined;
 
   get size(): number {
     return this.count;
+  }
+
+  /** Payload bytes of the stored messages together (the retained quota). */
+  get payloadBytes(): number {
+    return this.bytes;
+  }
+
+  /** The message stored for exactly this topic, expired or not. */
+  peek(topic: string): StoredMessage | undefined {
+    let node: Node | undefined = this.root;
+    for (const level of topic.split("/")) {
+      node = node.children.get(level);
+      if (node === undefined) return undefined;
+    }
+    return node.msg;
   }
 
   /** Count the stored messages with `h` from now on (and no longer with the previous one). */
@@ -43,6 +59,7 @@ export class RetainedTrie {
     }
     const old = node.msg;
     if (old === undefined) this.count++;
+    this.bytes += msg.payload.length - (old?.payload.length ?? 0);
     node.msg = msg;
     if (this.holder !== undefined) {
       this.holder.hold(msg);
@@ -113,6 +130,7 @@ export class RetainedTrie {
   private clear(node: Node): void {
     const old = node.msg;
     if (old === undefined) return;
+    this.bytes -= old.payload.length;
     node.msg = undefined;
     this.holder?.release(old);
     this.count--;

@@ -194,7 +194,7 @@ export class Router {
     g: SharedGroup<Subscriber>, msg: StoredMessage, except?: string, onlineOnly = false,
     only?: (id: string) => boolean, drained?: boolean,
   ) {
-    const e = g.pick(msg.qos, except, onlineOnly, only);
+    const e = g.pick(msg.qos, except, onlineOnly, only, msg.topic);
     if (!e) return false;
     const d: DeliveryOptions = g.options(e, msg);
     if (drained) d.drained = true;

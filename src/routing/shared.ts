@@ -39,6 +39,8 @@ export interface Member {
   isOnline(): boolean;
   /** Messages in flight plus queued. */
   backlog(): number;
+  /** Whether it may receive a message on this topic (its ACL): a member that may not is skipped. */
+  mayRead(topic: string): boolean;
 }
 
 export interface MemberEntry<M extends Member = Member> {
@@ -80,7 +82,9 @@ export class SharedGroup<M extends Member = Member> {
   }
 
   /** The member for the next message of this QoS, or undefined (see the header for the order). */
-  pick(qos: QoS, except?: string, onlineOnly = false, only?: (clientId: string) => boolean): MemberEntry<M> | undefined {
+  pick(
+    qos: QoS, except?: string, onlineOnly = false, only?: (clientId: string) => boolean, topic?: string,
+  ): MemberEntry<M> | undefined {
     const list = this.list;
     const n = list.length;
     let busy: MemberEntry<M> | undefined;
@@ -91,6 +95,7 @@ export class SharedGroup<M extends Member = Member> {
       const e = list[at];
       if (e.sub.clientId === except) continue;
       if (only !== undefined && !only(e.sub.clientId)) continue;
+      if (topic !== undefined && !e.sub.mayRead(topic)) continue;
       if (e.sub.readyForMore()) {
         this.rr = (at + 1) % n;
         return e;

@@ -19,6 +19,8 @@ import type { Session } from "./session.ts";
 import { dispatch } from "./handlers/index.ts";
 import { carve } from "./arena.ts";
 import type { OutAliases } from "./topic-alias.ts";
+import type { AuthState } from "./authenticate.ts";
+import type { TokenBucket } from "../limits/token-bucket.ts";
 
 /**
  * Encoded forms of the message being fanned out right now, shared across subscribers: one
@@ -77,6 +79,16 @@ export class Client implements ConnectionEvents {
   liveQos2: Set<number> | undefined;
   /** Session Expiry Interval as sent in CONNECT (MQTT 5 DISCONNECT may change it, not from 0). */
   connectExpiry = 0;
+  /** What authenticated it (Authenticator.stillValid after a reload). */
+  authStamp: unknown;
+  /** MQTT 5 enhanced authentication: its method, and the exchange in progress (authenticate.ts). */
+  auth: AuthState | undefined;
+  /** --max-publish-rate (handlers/publish.ts); undefined: no limit. */
+  publishRate: TokenBucket | undefined;
+  /** The client address its CONNECT was counted under (--max-connections-per-address). */
+  admittedAddress: string | undefined;
+  /** Since when every PUBLISH of this client had to wait for the rate (-1: not held back now). */
+  throttledSince = -1;
   private framer: Framer;
   /** This tick's output (see flush): sealed chunks, and the chunk being filled. */
   private out: Uint8Array[] | undefined;

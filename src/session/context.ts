@@ -8,6 +8,8 @@ import type { Router } from "../routing/router.ts";
 import type { Client } from "./client.ts";
 import type { Session } from "./session.ts";
 import type { KeepaliveWheel } from "./keepalive.ts";
+import type { Identity, Permissions, Security } from "../auth/auth.ts";
+import type { ConnectionLimits } from "../limits/connections.ts";
 import type { MemoryAccount } from "./memory.ts";
 
 /**
@@ -54,6 +56,23 @@ export interface Stats {
   refusedPublishes: number;
   /** Connections refused (0x89 / 3.1.1 0x03) past --max-memory-bytes. */
   refusedConnections: number;
+  /** Logins refused (bad credentials, anonymous not allowed, failed SCRAM). */
+  authFailures: number;
+  /** Publishes, subscriptions and wills refused by the client's permissions (ACL, `$`-topics). */
+  aclDenied: number;
+  /** Connections refused by --max-connections, --max-connections-per-address, --max-connect-rate. */
+  limitRefusals: number;
+  /** PUBLISH packets held back by --max-publish-rate. */
+  throttledPublishes: number;
+}
+
+/** What ctx.publish reports back to the publisher's acknowledgement. */
+export interface PublishResult {
+  matched: number;
+  /** Resolves when everything the message needs is stored. */
+  done?: Promise<unknown>;
+  /** Set (once `done` resolved) when the retained store refused the message (quota): 0x97. */
+  notRetained?: { value: boolean };
 }
 
 export function newStats(): Stats {
@@ -64,6 +83,7 @@ export function newStats(): Stats {
     publishesInByQos: [0, 0, 0], publishesOutByQos: [0, 0, 0], payloadBytesInByQos: [0, 0, 0],
     payloadBytesOutByQos: [0, 0, 0], droppedExpired: 0, droppedNotAuthorized: 0, sessionsExpired: 0,
     shedQos0: 0, refusedPublishes: 0, refusedConnections: 0,
+    authFailures: 0, aclDenied: 0, limitRefusals: 0, throttledPublishes: 0,
   };
 }
 
@@ -79,7 +99,13 @@ export interface BrokerContext {
   /** Bytes held for messages and the memory pressure level (memory.ts). */
   readonly memory: MemoryAccount;
   /** Route a message from a client (or a will); resolves when everything it needs is stored. */
-  publish(msg: StoredMessage, publisher?: string): { matched: number; done?: Promise<unknown> };
+  publish(msg: StoredMessage, publisher?: string): PublishResult;
+  /** Authentication and authorization (auth/auth.ts). */
+  readonly security: Security;
+  /** Connection admission and CONNECT rate (limits/connections.ts). */
+  readonly connectionLimits: ConnectionLimits;
+  /** Permissions of a client; undefined when it may do everything (no check is made then). */
+  permissionsFor(id: Identity): Permissions | undefined | Promise<Permissions | undefined>;
   newMessageId(): string;
   /** Queue a client for the end-of-tick flush of its output. */
   markDirty(c: Client): void;

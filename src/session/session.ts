@@ -12,6 +12,7 @@
  * memory account (memory.ts) and released when it leaves, by whatever way it leaves.
  */
 import type { OutgoingEntry, StoredMessage, StoredSubscription, StoredWill } from "../message.ts";
+import type { Permissions } from "../auth/auth.ts";
 import type { DeliveryOptions, Subscriber } from "../routing/router.ts";
 import type { BrokerContext } from "./context.ts";
 import type { Client } from "./client.ts";
@@ -74,7 +75,23 @@ export class Session implements Subscriber {
    */
   private held: { old: Held[]; fresh: Held[]; ready: Promise<void>; done: () => void } | undefined;
 
+  /** The user name its last connection authenticated as (kept with the session record). */
+  username: string | undefined;
+  /**
+   * What the client may read and publish (auth/auth.ts); undefined: everything (no rules), and
+   * no check is made at all. Replaced when the rules change (a reload) or the client reconnects.
+   */
+  permissions: Permissions | undefined;
+
   constructor(readonly clientId: string, private readonly ctx: BrokerContext) {}
+
+  /**
+   * Whether the client may receive a message on `topic`: checked when a message is routed to the
+   * session and again when a queued one goes out (the rules may have changed meanwhile).
+   */
+  mayRead(topic: string): boolean {
+    return this.permissions === undefined || this.permissions.canRead(topic);
+  }
 
   private _writeFailed: ((e: unknown) => void) | undefined;
   /** A write of this session's state failed: logged and counted, or the session moved away. */
@@ -183,6 +200,8 @@ export class Session implements Subscriber {
       this.ctx.stats.droppedExpired++;
       return;
     }
+    // a subscription to '#' never receives what the client may not read (acl.ts)
+    if (this.permissions !== undefined && !this.permissions.canRead(msg.topic)) return;
     if (this.held !== undefined) {
       const d: Held = { msg, o };
       (o.drained ? this.held.old : this.held.fresh).push(d);
@@ -293,7 +312,7 @@ export class Session implements Subscriber {
   /** Assign a packet id and send; false when the client cannot take this message at all. */
   private send(c: Client, e: OutgoingEntry, dup: boolean): boolean {
     const pid = this.allocPid();
-    if (!c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, dup)) {
+    if (!this.mayRead(e.msg.topic) || !c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, dup)) {
       // larger than the client's Maximum Packet Size: discarded for this client [MQTT-3.1.2-25]
       if (this.persistent) this.ctx.persistence.removeOutgoing(this.clientId, e.msg.id).catch(this.writeFailed);
       return false;
@@ -312,7 +331,7 @@ export class Session implements Subscriber {
     while (this.resendPids.length > 0 && this.outstanding() < c.sendWindow) {
       const pid = this.resendPids.shift()!;
       const e = this.inflight.get(pid);
-      if (e && !c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, true)) this.discard(pid, e);
+      if (e && (!this.mayRead(e.msg.topic) || !c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, true))) this.discard(pid, e);
     }
     if (this.resendPids.length > 0) return;
     const now = this.ctx.clock.now();
@@ -391,7 +410,7 @@ export class Session implements Subscriber {
         if (this.resendPids === NO_PIDS) this.resendPids = [];
         this.resendPids.push(pid);
       }
-      else if (c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, true)) sent++;
+      else if (this.mayRead(e.msg.topic) && c.sendPublish(e.msg, e.qos, e.retain, e.subscriptionIds, pid, true)) sent++;
       else this.discard(pid, e);
     }
     this.pump();

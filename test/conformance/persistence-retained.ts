@@ -1,7 +1,7 @@
 /** Conformance: retained messages, wildcard lookup through the index, expiry. */
 import { describe } from "node:test";
 import assert from "node:assert/strict";
-import type { Persistence } from "../../src/persistence/persistence.ts";
+import { type Persistence, RetainedQuotaError } from "../../src/persistence/persistence.ts";
 import { topicMatches } from "../../src/routing/topic.ts";
 import { awkwardBytes, type Make, msg, type PersistenceSuiteOptions, storeTest } from "./fixtures.ts";
 
@@ -117,6 +117,35 @@ export function retainedSuite(make: Make, _opts: PersistenceSuiteOptions): void 
       assert.deepStrictEqual(await topicsOf(p, "e/+"), ["e/forever", "e/new"]);
       assert.equal(await p.retainedCount(), 2);
       assert.deepStrictEqual(await p.matchRetained("e/old"), []);
+    });
+
+    t("quota: payload bytes counted; a new topic past maxMessages or a growth past maxBytes refused, nothing changed", async (p) => {
+      const bytes = (n: number) => new Uint8Array(n).fill(65);
+      const quota = { maxMessages: 3, maxBytes: 100 };
+      await p.putRetained(msg({ topic: "q/a", retain: true, payload: bytes(40) }), quota);
+      await p.putRetained(msg({ topic: "q/b", retain: true, payload: bytes(40) }), quota);
+      assert.equal(await p.retainedBytes(), 80);
+      // bytes: 80 + 30 > 100
+      await assert.rejects(p.putRetained(msg({ topic: "q/c", retain: true, payload: bytes(30) }), quota),
+        (e) => e instanceof RetainedQuotaError && e.limit === "bytes");
+      await p.putRetained(msg({ topic: "q/c", retain: true, payload: bytes(20) }), quota);
+      assert.equal(await p.retainedBytes(), 100);
+      // messages: a fourth topic is refused, whatever its size
+      await assert.rejects(p.putRetained(msg({ topic: "q/d", retain: true, payload: bytes(0) }), quota),
+        (e) => e instanceof RetainedQuotaError && e.limit === "messages");
+      // a replacement that does not grow goes through; one that grows past the limit does not
+      await p.putRetained(msg({ topic: "q/a", retain: true, payload: bytes(10) }), quota);
+      await assert.rejects(p.putRetained(msg({ topic: "q/b", retain: true, payload: bytes(71) }), quota), RetainedQuotaError);
+      assert.deepStrictEqual((await p.matchRetained("q/b"))[0].payload, bytes(40));
+      assert.equal(await p.retainedBytes(), 70);
+      assert.equal(await p.retainedCount(), 3);
+      // a delete frees room; without a quota anything goes
+      await p.deleteRetained("q/c");
+      assert.equal(await p.retainedBytes(), 50);
+      await p.putRetained(msg({ topic: "q/d", retain: true, payload: bytes(50) }), quota);
+      await p.putRetained(msg({ topic: "q/e", retain: true, payload: bytes(500) }));
+      assert.equal(await p.retainedBytes(), 600);
+      assert.deepStrictEqual(await topicsOf(p, "q/+"), ["q/a", "q/b", "q/d", "q/e"]);
     });
 
     t("retained payload and properties round-trip byte-exactly", async (p) => {

@@ -40,6 +40,7 @@ function sessionSuite(make: Make, opts: PersistenceSuiteOptions): void {
         disconnectedAt: 1_700_000_000_123,
         node: "node-a",
         willAt: 1_700_000_005_000,
+        username: "user é:1", // its ACL applies to the stored session (auth/acl.ts)
         will: {
           topic: "will/c1",
           payload: awkwardBytes(),
@@ -61,7 +62,7 @@ function sessionSuite(make: Make, opts: PersistenceSuiteOptions): void {
     });
 
     t("put replaces the record: fields absent from the new one are gone", async (p) => {
-      await p.putSession(session("c1", { node: "n1", will: { topic: "w", payload: new Uint8Array(), qos: 0, retain: false, delay: 0 } }));
+      await p.putSession(session("c1", { node: "n1", username: "u", will: { topic: "w", payload: new Uint8Array(), qos: 0, retain: false, delay: 0 } }));
       await p.putSession(session("c1", { disconnectedAt: 5 }));
       assert.deepStrictEqual(await p.getSession("c1"), session("c1", { disconnectedAt: 5 }));
     });

@@ -11,6 +11,7 @@ import { createLogger, type Logger } from "../../src/log.ts";
 import { MemoryPersistence } from "../../src/persistence/memory.ts";
 import type { Persistence } from "../../src/persistence/persistence.ts";
 import type { ClusterBus } from "../../src/cluster/bus.ts";
+import type { Security } from "../../src/auth/auth.ts";
 import type { Listener } from "../../src/transport.ts";
 import { listenerSpecs } from "../../src/listener-spec.ts";
 import { closeListeners, openListeners, type OpenListener } from "../../src/listeners.ts";
@@ -66,7 +67,7 @@ export interface TestBroker {
 
 export async function startBroker(
   config: Partial<Config> = {},
-  opts: { persistence?: Persistence; clock?: Clock; log?: Logger; start?: boolean; bus?: ClusterBus } = {},
+  opts: { persistence?: Persistence; clock?: Clock; log?: Logger; start?: boolean; bus?: ClusterBus; security?: Security } = {},
 ): Promise<TestBroker> {
   const logs: string[] = [];
   const cfg = resolveConfig({ host: "127.0.0.1", port: 0, logLevel: "info", ...config });
@@ -74,7 +75,7 @@ export async function startBroker(
   const own = opts.persistence ? undefined : await defaultPersistence(clock);
   const persistence = opts.persistence ?? own!.persistence;
   const log = opts.log ?? createLogger(cfg.logLevel, (l) => logs.push(l));
-  const broker = new Broker({ config: cfg, persistence, clock, log, bus: opts.bus ?? own?.bus });
+  const broker = new Broker({ config: cfg, persistence, clock, log, bus: opts.bus ?? own?.bus, security: opts.security });
   if (opts.start !== false) await broker.start();
   const listeners = await openListeners(listenerSpecs(cfg), await loadTransports(), broker, cfg, log);
   const listener = listeners[0].listener;
@@ -142,4 +143,35 @@ export async function until(
     if (Date.now() > end) throw new Error(`timed out (${ms} ms) waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/**
+ * Publish as the broker itself (as its $SYS statistics are): clients may not publish to
+ * `$`-topics, so tests of the `$` rule put their messages there this way.
+ */
+export async function brokerPublish(
+  b: TestBroker, topic: string, payload: string, o: { qos?: 0 | 1 | 2; retain?: boolean } = {},
+): Promise<void> {
+  const r = b.broker.publish({
+    id: b.broker.newMessageId(), topic, payload: new TextEncoder().encode(payload), qos: o.qos ?? 0,
+    retain: o.retain ?? false, receivedAt: Date.now(),
+  });
+  await r.done;
+}
+
+/**
+ * For a file whose tests each want a broker of their own configuration: the returned function
+ * starts one; all of them (and every RawClient still open) are closed in after().
+ */
+export function brokersForFile(): (config?: Partial<Config>) => Promise<TestBroker> {
+  const open: TestBroker[] = [];
+  after(async () => {
+    RawClient.destroyAll();
+    for (const b of open) await b.close();
+  });
+  return async (config = {}) => {
+    const b = await startBroker(config);
+    open.push(b);
+    return b;
+  };
 }

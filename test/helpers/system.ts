@@ -388,7 +388,14 @@ export class SpawnedProcess {
         // gone already
       }
     }
-    this.#child.kill(sig);
+    // by pid: Deno's ChildProcess.kill() sends only the first signal (then it counts the child
+    // as killed and sends nothing more: a SIGHUP first, and a later SIGTERM never arrived)
+    try {
+      if (this.#child.pid) process.kill(this.#child.pid, sig);
+      else this.#child.kill(sig);
+    } catch {
+      // gone already
+    }
   }
 
   async kill(sig: NodeJS.Signals = "SIGTERM", graceMs = 3000): Promise<ExitInfo> {

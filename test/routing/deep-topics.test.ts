@@ -67,7 +67,10 @@ describe("tries: 100,000 levels without recursion", () => {
 describe("router: the match cache is bounded in key bytes", () => {
   it("routing 300 distinct 60 KB topics keeps at most 4 Mi characters of keys", () => {
     const r = new Router();
-    const sub = { clientId: "c", persistent: false, deliver: () => {}, isOnline: () => true, backlog: () => 0, readyForMore: () => true };
+    const sub = {
+      clientId: "c", persistent: false, deliver: () => {}, isOnline: () => true, backlog: () => 0, readyForMore: () => true,
+      mayRead: () => true,
+    };
     r.add(sub, { filter: "#", qos: 0 });
     const long = "t".repeat(60_000);
     let delivered = 0;

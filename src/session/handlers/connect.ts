@@ -1,7 +1,9 @@
 /**
- * CONNECT as a list of named steps (validate -> identify -> negotiate -> take the session ->
- * CONNACK -> resume). Each step throws MqttError with the CONNACK reason code of its refusal;
- * Client.fail turns that into the CONNACK (3.1.1 return code or 5.0 reason code) and closes.
+ * CONNECT as a list of named steps (admit -> validate -> identify -> authenticate -> authorize
+ * the will -> negotiate -> take the session -> CONNACK -> resume). Each step throws MqttError
+ * with the CONNACK reason code of its refusal; Client.fail turns that into the CONNACK (3.1.1
+ * return code or 5.0 reason code) and closes. Authentication may take AUTH round trips
+ * (session/authenticate.ts): the steps after it then run when the exchange succeeds.
  */
 import type { ConnectPacket } from "../../protocol/codec.ts";
 import { MqttError, RC } from "../../protocol/reason-codes.ts";
@@ -10,6 +12,9 @@ import type { StoredWill } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { NEVER_EXPIRES } from "../session.ts";
 import { OutAliases } from "../topic-alias.ts";
+import { type Authenticated, authenticateConnect, authProperties } from "../authenticate.ts";
+import { reservedTopic } from "../../auth/auth.ts";
+import { TokenBucket } from "../../limits/token-bucket.ts";
 import { LEVEL } from "../memory.ts";
 
 function validate(c: Client, p: ConnectPacket): void {
@@ -32,10 +37,6 @@ function validate(c: Client, p: ConnectPacket): void {
   if (props?.authenticationData !== undefined && props.authenticationMethod === undefined) {
     throw new MqttError(RC.PROTOCOL_ERROR, "authentication data without an authentication method");
   }
-  if (props?.authenticationMethod !== undefined) {
-    // enhanced authentication is not offered [MQTT-4.12.0-1]
-    throw new MqttError(RC.BAD_AUTH_METHOD, `authentication method ${props.authenticationMethod} is not supported`);
-  }
   const w = p.will;
   if (w) {
     // a will deeper than --max-topic-levels is refused like an invalid one: 5.0 CONNACK 0x90;
@@ -50,6 +51,25 @@ function validate(c: Client, p: ConnectPacket): void {
     // redirection (draining a node): refuse with Use another server / Server moved
     throw new MqttError(cfg.serverMoved ? RC.SERVER_MOVED : RC.USE_ANOTHER_SERVER, `redirected to ${cfg.serverReference}`);
   }
+}
+
+/**
+ * Per-address limits (limits/connections.ts), before any authentication work; the address is the
+ * client's own by now (a PROXY protocol header comes before the CONNECT). 3.1.1: 0x03.
+ */
+function admit(c: Client): void {
+  const limits = c.ctx.connectionLimits;
+  const address = c.conn.remote.address ?? "";
+  if (!limits.connectAllowed(address)) {
+    c.ctx.stats.limitRefusals++;
+    throw new MqttError(RC.CONNECTION_RATE_EXCEEDED, "too many CONNECTs from this address (--max-connect-rate)");
+  }
+  const refused = limits.admitAddress(address);
+  if (refused !== undefined) {
+    c.ctx.stats.limitRefusals++;
+    throw new MqttError(RC.QUOTA_EXCEEDED, refused);
+  }
+  c.admittedAddress = address;
 }
 
 function identify(c: Client, p: ConnectPacket): boolean {
@@ -80,8 +100,8 @@ function toWill(c: Client, p: ConnectPacket): StoredWill | undefined {
 
 export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> {
   const ctx = c.ctx;
-  const cfg = ctx.config;
   c.clientId = p.clientId; // so that a refusal's log line names the client
+  admit(c);
   validate(c, p);
   // Mosquitto's use_identity_as_username: the verified certificate names the user, whatever
   // CONNECT says (the listener required the certificate, so the identity is there)
@@ -96,6 +116,23 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
     // unavailable); one that owns a session may come back, taking its messages frees memory
     ctx.stats.refusedConnections++;
     throw new MqttError(RC.SERVER_BUSY, "server memory limit reached (--max-memory-bytes)");
+  }
+  await authenticateConnect(c, p, (a) => accept(c, p, assigned, a));
+}
+
+/** Authenticated: authorize, negotiate, take the session, CONNACK. */
+async function accept(c: Client, p: ConnectPacket, assigned: boolean, auth: Authenticated): Promise<void> {
+  const ctx = c.ctx;
+  const cfg = ctx.config;
+  c.username = auth.username;
+  c.authStamp = auth.stamp;
+  const permissions = await ctx.permissionsFor({ clientId: c.clientId, username: c.username });
+  if (c.closed) return;
+  const w = p.will;
+  if (w && (reservedTopic(w.topic) || (permissions !== undefined && !permissions.canPublish(w.topic)))) {
+    // a will the client could not publish itself is refused now, not dropped when it is due
+    ctx.stats.aclDenied++;
+    throw new MqttError(RC.NOT_AUTHORIZED, `will topic ${w.topic} not authorized`);
   }
   const props = p.properties ?? {};
   const ack: Record<string, unknown> = {};
@@ -149,6 +186,8 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   session.client = c;
   session.expiryInterval = expiry;
   session.protocolVersion = c.version;
+  session.username = c.username;
+  session.permissions = permissions;
   c.session = session;
   if (session.persistent || c.will) {
     try {
@@ -165,6 +204,7 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
   const st = ctx.stats;
   if (++st.connections > st.connectionsMax) st.connectionsMax = st.connections;
   st.connectionsTotal++;
+  if (cfg.maxPublishRate > 0) c.publishRate = new TokenBucket(cfg.maxPublishRate, cfg.maxPublishRate, ctx.clock.now());
 
   if (c.version === 5) {
     if (assigned) ack.assignedClientIdentifier = c.clientId;
@@ -179,6 +219,8 @@ export async function handleConnect(c: Client, p: ConnectPacket): Promise<void> 
     if (props.requestResponseInformation === 1 && cfg.responseInformation) {
       ack.responseInformation = cfg.responseInformation; // [MQTT-3.1.2-28]
     }
+    // [MQTT-4.12.0-5] a successful CONNACK repeats the method, with the exchange's last data
+    if (auth.method !== undefined) Object.assign(ack, authProperties(auth.method, auth.data));
   }
   // [MQTT-3.2.2-2] session present reflects a resumed session
   c.sendConnack(present, 0, ack);

@@ -11,8 +11,10 @@ import { handlePubcomp } from "./pubcomp.ts";
 import { handleSubscribe } from "./subscribe.ts";
 import { handleUnsubscribe } from "./unsubscribe.ts";
 import { handleDisconnect } from "./disconnect.ts";
+import { handleAuth } from "./auth.ts";
 
 export function dispatch(c: Client, p: Packet): Promise<void> | void {
+  if (!c.connected && p.cmd !== "connect") return beforeConnack(c, p);
   switch (p.cmd) {
     case "connect": return handleConnect(c, p);
     case "publish": return handlePublish(c, p);
@@ -24,9 +26,17 @@ export function dispatch(c: Client, p: Packet): Promise<void> | void {
     case "unsubscribe": return handleUnsubscribe(c, p);
     case "pingreq": return c.sendPingresp(); // [MQTT-3.12.4-1]
     case "disconnect": return handleDisconnect(c, p);
-    case "auth":
-      // enhanced authentication is not offered (no Authentication Method accepted at CONNECT)
-      throw new MqttError(RC.PROTOCOL_ERROR, "AUTH without an authentication method"); // [MQTT-4.12.0-1]
+    case "auth": return handleAuth(c, p);
     // CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only: refused by the decoder
   }
+}
+
+/**
+ * A packet while an enhanced authentication exchange runs, before CONNACK: only AUTH and
+ * DISCONNECT may come [MQTT-3.1.2-30]; DISCONNECT ends the attempt (no will: not connected).
+ */
+function beforeConnack(c: Client, p: Packet): Promise<void> | void {
+  if (p.cmd === "auth") return handleAuth(c, p);
+  if (p.cmd === "disconnect") return c.shutdown(false, "client disconnected during authentication");
+  throw new MqttError(RC.PROTOCOL_ERROR, `${p.cmd.toUpperCase()} before CONNACK during authentication`);
 }

@@ -8,11 +8,44 @@ import { exceedsLevels, topicNameError } from "../../routing/topic.ts";
 import type { StoredMessage } from "../../message.ts";
 import type { Client } from "../client.ts";
 import { resolveInbound } from "../topic-alias.ts";
+import { reservedTopic } from "../../auth/auth.ts";
 import { LEVEL } from "../memory.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 export function handlePublish(c: Client, p: PublishPacket): void | Promise<void> {
+  const rate = c.publishRate;
+  if (rate !== undefined) {
+    const wait = rate.take(c.lastSeen);
+    if (wait > 0) return throttle(c, p, wait);
+    c.throttledSince = -1;
+  }
+  return publish(c, p);
+}
+
+/**
+ * --max-publish-rate: the client is over its rate. Its input waits (the socket is not read
+ * meanwhile, so TCP slows the client down) until the token it spent is paid back; a client kept
+ * waiting for longer than --publish-rate-grace-ms without a pause is disconnected (MQTT 5:
+ * DISCONNECT 0x96 Message rate too high; 3.1.1: closed).
+ */
+function throttle(c: Client, p: PublishPacket, wait: number): Promise<void> {
+  const ctx = c.ctx;
+  const now = ctx.clock.now();
+  if (c.throttledSince < 0) c.throttledSince = now;
+  else if (now - c.throttledSince > ctx.config.publishRateGraceMs) {
+    throw new MqttError(RC.MESSAGE_RATE_TOO_HIGH, `publishing faster than ${ctx.config.maxPublishRate} messages/s (--max-publish-rate)`);
+  }
+  ctx.stats.throttledPublishes++;
+  c.conn.pauseReading?.();
+  return new Promise<void>((resolve) => ctx.clock.setTimeout(resolve, wait)).then(() => {
+    if (c.closed) return;
+    c.conn.resumeReading?.();
+    return publish(c, p);
+  });
+}
+
+function publish(c: Client, p: PublishPacket): void | Promise<void> {
   const ctx = c.ctx;
   const cfg = ctx.config;
   const s = c.session!;
@@ -25,7 +58,6 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
   }
   const bad = topicNameError(topic);
   if (bad) throw new MqttError(c.version === 5 ? RC.TOPIC_NAME_INVALID : RC.MALFORMED_PACKET, bad); // [MQTT-3.3.2-2]
-  if (topic.charCodeAt(0) === 36 && isSysTopic(topic)) return refuseSys(c, p, topic);
   if (p.qos > cfg.maximumQoS) {
     throw new MqttError(RC.QOS_NOT_SUPPORTED, `QoS ${p.qos} above the maximum ${cfg.maximumQoS}`); // [MQTT-3.2.2-11]
   }
@@ -42,6 +74,8 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
     c.sendAck(p.qos === 1 ? 4 : 5, p.messageId!, RC.TOPIC_NAME_INVALID, why);
     return;
   }
+  const perms = s.permissions;
+  if (reservedTopic(topic) || (perms !== undefined && !perms.canPublish(topic))) return notAuthorized(c, p, topic);
   const pr = p.properties;
   // only 1 announces UTF-8 (§3.3.2.3.2); other values are forwarded as sent, not judged
   if (pr?.payloadFormatIndicator === 1 && p.payload.length > 0) {
@@ -96,25 +130,49 @@ export function handlePublish(c: Client, p: PublishPacket): void | Promise<void>
     // payloads reach the log at debug level only (src/log.ts)
     ctx.log.debug("message received", { clientId: c.clientId, topic, qos: p.qos, retain: p.retain, payload: preview(p.payload) });
   }
-  const { matched, done } = ctx.publish(msg, c.clientId);
+  const { matched, done, notRetained } = ctx.publish(msg, c.clientId);
   if (p.qos === 0) return;
   const pid = p.messageId!;
-  const code = matched === 0 && c.version === 5 ? RC.NO_MATCHING_SUBSCRIBERS : RC.SUCCESS;
+  const v5 = c.version === 5;
+  // MQTT 5: the retained store refused the message (its quota): delivered, not kept -> 0x97
+  const code = () =>
+    v5 && notRetained?.value ? RC.QUOTA_EXCEEDED : matched === 0 && v5 ? RC.NO_MATCHING_SUBSCRIBERS : RC.SUCCESS;
   if (p.qos === 2) {
     s.incomingQos2.add(pid);
     const stored = s.persistent ? ctx.persistence.addIncomingQos2(s.clientId, pid) : undefined;
     const all = done && stored ? Promise.all([done, stored]) : done ?? stored;
-    if (!all) return c.sendAck(5, pid, code);
+    if (!all) return c.sendAck(5, pid, code());
     // counted in c.liveQos2 until PUBREL, not in incomingPending
-    all.then(() => c.sendAck(5, pid, code), (e) => storageFailed(c, pid, 2, e));
+    all.then(() => c.sendAck(5, pid, code()), (e) => storageFailed(c, pid, 2, e));
     return;
   }
-  if (!done) return c.sendAck(4, pid, code);
+  if (!done) return c.sendAck(4, pid, code());
   c.incomingPending++;
   done.then(() => {
     c.incomingPending--;
-    c.sendAck(4, pid, code);
+    c.sendAck(4, pid, code());
   }, (e) => storageFailed(c, pid, 1, e));
+}
+
+/**
+ * The client may not publish to this topic (its ACL, or a `$`-topic: `$SYS` is the broker's,
+ * src/ops/sys.ts). Not delivered, not retained. As Mosquitto does: MQTT 5
+ * QoS 1/2 get PUBACK/PUBREC 0x87 Not authorized (a PUBREC >= 0x80 ends the QoS 2 flow); QoS 0,
+ * and every QoS of 3.1/3.1.1 (which has no negative acknowledgement), is acknowledged as usual
+ * and dropped. The connection stays.
+ */
+function notAuthorized(c: Client, p: PublishPacket, topic: string): void {
+  c.ctx.stats.aclDenied++;
+  c.ctx.stats.droppedNotAuthorized++;
+  c.ctx.log.info("publish not authorized", { clientId: c.clientId, username: c.username, topic });
+  if (p.qos === 0) return;
+  const v5 = c.version === 5;
+  if (p.qos === 2 && !v5) {
+    // 3.1.1 goes on with PUBREL -> PUBCOMP for this id (an unknown id still gets its PUBCOMP)
+    c.sendAck(5, p.messageId!);
+    return;
+  }
+  c.sendAck(p.qos === 1 ? 4 : 5, p.messageId!, v5 ? RC.NOT_AUTHORIZED : 0, v5 ? "not authorized" : undefined);
 }
 
 /**
@@ -170,18 +228,3 @@ function preview(payload: Uint8Array): string {
   return lenient.decode(payload.subarray(0, PREVIEW_BYTES)) + more;
 }
 
-function isSysTopic(topic: string): boolean {
-  return topic.startsWith("$SYS") && (topic.length === 4 || topic.charCodeAt(4) === 47);
-}
-
-/**
- * $SYS belongs to the broker (src/ops/sys.ts): a client's PUBLISH there is not delivered nor
- * retained. MQTT 5 is told, QoS 1/2 with 0x87 Not authorized in the PUBACK/PUBREC; 3.1.1 has
- * no way to say it and gets the ordinary acknowledgement [MQTT-3.3.5-2]; QoS 0 is dropped.
- */
-function refuseSys(c: Client, p: PublishPacket, topic: string): void {
-  c.ctx.stats.droppedNotAuthorized++;
-  c.ctx.log.debug("message refused", { clientId: c.clientId, reason: "0x87", why: "clients may not publish to $SYS", topic });
-  if (p.qos === 0) return;
-  c.sendAck(p.qos === 1 ? 4 : 5, p.messageId!, c.version === 5 ? RC.NOT_AUTHORIZED : RC.SUCCESS, "$SYS is the broker's");
-}

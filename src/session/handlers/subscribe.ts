@@ -86,6 +86,21 @@ async function subscribe(c: Client, p: SubscribePacket, superseded: Set<string>)
       granted.push(0x80);
       continue;
     }
+    const perms = s.permissions;
+    if (perms !== undefined && !perms.canSubscribe(inner)) {
+      // nothing under this filter is readable for the client (auth/acl.ts): 0x87 / 3.1.1 0x80
+      ctx.stats.aclDenied++;
+      ctx.log.info("subscription not authorized", { clientId: c.clientId, username: c.username, filter });
+      granted.push(v5 ? RC.NOT_AUTHORIZED : 0x80);
+      continue;
+    }
+    const max = cfg.maxSubscriptionsPerClient;
+    if (max > 0 && s.subscriptions.size >= max && !s.subscriptions.has(filter)) {
+      // --max-subscriptions-per-client: a new filter past it is refused (a replaced one is not)
+      ctx.log.info("subscription refused: limit reached", { clientId: c.clientId, filter, max });
+      granted.push(v5 ? RC.QUOTA_EXCEEDED : 0x80);
+      continue;
+    }
     const qos = Math.min(r.qos, cfg.maximumQoS) as QoS; // [MQTT-3.8.4-?] granted may be lower
     const sub: StoredSubscription = { filter, qos };
     if (v5) {
