@@ -66,6 +66,8 @@ describe("the broker exits with its launcher", () => {
       const ps = await runCommand("ps", ["-o", "pid,ppid,pgid,stat,cmd", "-g", String(proc.pid)]);
       assert.fail(`the broker (pid ${broker}) outlived its launcher; processes:\n${ps.stdout}\noutput:\n${proc.tail()}`);
     }
+    // the broker's last lines may still be in the pipe when its PID is gone: read to the end
+    await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 5000))]);
     assert.ok(proc.lines.some((l) => /shutting down .*launcher went away/.test(l)), proc.tail());
     assert.ok(!proc.lines.some((l) => /experimental feature/.test(l)), `a runtime warning at start:\n${proc.tail()}`);
   });

@@ -172,6 +172,9 @@ async function accept(c: Client, p: ConnectPacket, assigned: boolean, auth: Auth
   c.will = toWill(c, p);
 
   const { session, present } = await ctx.takeSession(c.clientId, p.clean);
+  // a session still being set up here (a dead node's adopted session draining its inbox) is
+  // joined once it is complete, so that its held deliveries follow this CONNACK (below)
+  while (session.holding) await session.ready();
   if (c.closed) {
     // the connection went while the session was being taken: leave the session as a
     // disconnect would (a clean one ends [MQTT-3.1.2-6], a persistent one starts its expiry)
@@ -183,52 +186,59 @@ async function accept(c: Client, p: ConnectPacket, assigned: boolean, auth: Auth
     }
     return;
   }
-  session.client = c;
-  session.expiryInterval = expiry;
-  session.protocolVersion = c.version;
-  session.username = c.username;
-  session.permissions = permissions;
-  c.session = session;
-  if (session.persistent || c.will) {
-    try {
-      await ctx.persistSession(session, c.will);
-    } catch (e) {
-      // the store is away: a session that cannot be kept safe is refused, with a reason the
-      // client can act on (5.0 CONNACK 0x88, 3.1.1 0x03) and no internal detail
-      ctx.log.error("session not stored; CONNECT refused", { clientId: c.clientId, error: String((e as Error)?.message ?? e) });
-      throw new MqttError(RC.SERVER_UNAVAILABLE, "server unavailable, try again later");
+  // [MQTT-3.2.0-1] the CONNACK is the first packet the client gets: what is routed to the
+  // session while it is being stored waits, and follows the CONNACK and the resent state
+  session.hold();
+  try {
+    session.client = c;
+    session.expiryInterval = expiry;
+    session.protocolVersion = c.version;
+    session.username = c.username;
+    session.permissions = permissions;
+    c.session = session;
+    if (session.persistent || c.will) {
+      try {
+        await ctx.persistSession(session, c.will);
+      } catch (e) {
+        // the store is away: a session that cannot be kept safe is refused, with a reason the
+        // client can act on (5.0 CONNACK 0x88, 3.1.1 0x03) and no internal detail
+        ctx.log.error("session not stored; CONNECT refused", { clientId: c.clientId, error: String((e as Error)?.message ?? e) });
+        throw new MqttError(RC.SERVER_UNAVAILABLE, "server unavailable, try again later");
+      }
     }
-  }
-  if (c.closed) return;
-  c.markConnected();
-  const st = ctx.stats;
-  if (++st.connections > st.connectionsMax) st.connectionsMax = st.connections;
-  st.connectionsTotal++;
-  if (cfg.maxPublishRate > 0) c.publishRate = new TokenBucket(cfg.maxPublishRate, cfg.maxPublishRate, ctx.clock.now());
+    if (c.closed) return;
+    c.markConnected();
+    const st = ctx.stats;
+    if (++st.connections > st.connectionsMax) st.connectionsMax = st.connections;
+    st.connectionsTotal++;
+    if (cfg.maxPublishRate > 0) c.publishRate = new TokenBucket(cfg.maxPublishRate, cfg.maxPublishRate, ctx.clock.now());
 
-  if (c.version === 5) {
-    if (assigned) ack.assignedClientIdentifier = c.clientId;
-    ack.receiveMaximum = cfg.receiveMaximum;
-    ack.maximumPacketSize = cfg.maxPacketSize;
-    ack.topicAliasMaximum = cfg.topicAliasMaximum;
-    ack.retainAvailable = cfg.retainAvailable;
-    ack.wildcardSubscriptionAvailable = cfg.wildcardSubscriptionAvailable;
-    ack.subscriptionIdentifiersAvailable = cfg.subscriptionIdentifiersAvailable;
-    ack.sharedSubscriptionAvailable = cfg.sharedSubscriptionAvailable;
-    if (cfg.maximumQoS < 2) ack.maximumQoS = cfg.maximumQoS;
-    if (props.requestResponseInformation === 1 && cfg.responseInformation) {
-      ack.responseInformation = cfg.responseInformation; // [MQTT-3.1.2-28]
+    if (c.version === 5) {
+      if (assigned) ack.assignedClientIdentifier = c.clientId;
+      ack.receiveMaximum = cfg.receiveMaximum;
+      ack.maximumPacketSize = cfg.maxPacketSize;
+      ack.topicAliasMaximum = cfg.topicAliasMaximum;
+      ack.retainAvailable = cfg.retainAvailable;
+      ack.wildcardSubscriptionAvailable = cfg.wildcardSubscriptionAvailable;
+      ack.subscriptionIdentifiersAvailable = cfg.subscriptionIdentifiersAvailable;
+      ack.sharedSubscriptionAvailable = cfg.sharedSubscriptionAvailable;
+      if (cfg.maximumQoS < 2) ack.maximumQoS = cfg.maximumQoS;
+      if (props.requestResponseInformation === 1 && cfg.responseInformation) {
+        ack.responseInformation = cfg.responseInformation; // [MQTT-3.1.2-28]
+      }
+      // [MQTT-4.12.0-5] a successful CONNACK repeats the method, with the exchange's last data
+      if (auth.method !== undefined) Object.assign(ack, authProperties(auth.method, auth.data));
     }
-    // [MQTT-4.12.0-5] a successful CONNACK repeats the method, with the exchange's last data
-    if (auth.method !== undefined) Object.assign(ack, authProperties(auth.method, auth.data));
+    // [MQTT-3.2.2-2] session present reflects a resumed session
+    c.sendConnack(present, 0, ack);
+    ctx.wheel.watch(c);
+    const remote = c.conn.remote;
+    ctx.log.info("client connected", {
+      clientId: c.clientId, address: remote.address, port: remote.port, version: c.version, clean: p.clean, keepalive: ka,
+      present, listener: c.listener?.name, username: c.username,
+    });
+    session.resume(c);
+  } finally {
+    session.unhold();
   }
-  // [MQTT-3.2.2-2] session present reflects a resumed session
-  c.sendConnack(present, 0, ack);
-  ctx.wheel.watch(c);
-  const remote = c.conn.remote;
-  ctx.log.info("client connected", {
-    clientId: c.clientId, address: remote.address, port: remote.port, version: c.version, clean: p.clean, keepalive: ka,
-    present, listener: c.listener?.name, username: c.username,
-  });
-  session.resume(c);
 }
