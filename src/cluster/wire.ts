@@ -220,6 +220,11 @@ export class ForwardBatch {
     if (this.strings.size >= TABLE_MAX) this.strings.clear(); // a very mixed batch: start over, as the reader does
   }
 
+  /** Bytes written so far. */
+  get size(): number {
+    return this.w.pos;
+  }
+
   bytes(): Uint8Array {
     return this.w.take();
   }
