@@ -47,6 +47,11 @@ export class Group {
   readonly cursors: string;
   private readonly p: string;
 
+  /** The prefix of every key of the group (with its hash tag): scripts derive keys from it. */
+  get base(): string {
+    return this.p;
+  }
+
   constructor(prefix: string, readonly index: number) {
     this.p = `${prefix}{g:${index}}:`;
     this.msgPrefix = this.p + "m:";

@@ -98,8 +98,8 @@ interface Enqueue {
 }
 
 interface Removals {
-  keys: string[];
-  ids: string[];
+  /** cid, message id, fencing token per acknowledgement. */
+  args: string[];
   done: Array<{ clientId: string; resolve: () => void; reject: (e: unknown) => void }>;
 }
 
@@ -179,7 +179,8 @@ export class RedisPersistence implements Persistence {
 
   /** Prefix of the body keys a session's entries name (scripts derive the keys from it). */
   private bodyPrefix(g: Group, cid: string): string {
-    return this.bodyPerSession ? `${g.msgPrefix}${cid.length}:${cid}:` : g.msgPrefix;
+    // the id's length in bytes, as the scripts measure it (scripts.ts DERIVE)
+    return this.bodyPerSession ? `${g.msgPrefix}${Buffer.byteLength(cid)}:${cid}:` : g.msgPrefix;
   }
 
   /** A write: counted until answered (barrier). */
@@ -419,22 +420,20 @@ export class RedisPersistence implements Persistence {
   private async enqueueCall(g: Group, batch: Enqueue[], cursor: { node: string; id: string } | undefined): Promise<void> {
     try {
       for (let attempt = 0; attempt < 2; attempt++) {
-        const keys: string[] = [g.sessions, g.cursors];
-        const args: Arg[] = [BODY_GRACE_MS, batch.length, cursor?.node ?? "", cursor?.id ?? ""];
+        const args: Arg[] = [g.base, this.bodyPerSession ? "1" : "", BODY_GRACE_MS, batch.length, cursor?.node ?? "", cursor?.id ?? ""];
         const inCall = new Set<string>();
         for (const c of batch) {
-          keys.push(g.queue(c.clientId), g.entries(c.clientId), g.owner(c.clientId));
           args.push(c.clientId, c.entries.length, this.token(c.clientId));
+          const bp = this.bodyPrefix(g, c.clientId);
           for (const e of c.entries) {
-            const mk = this.bodyPrefix(g, c.clientId) + e.msg.id;
-            keys.push(mk);
+            const mk = bp + e.msg.id;
             const sendBody = !inCall.has(mk) && (attempt > 0 || !this.bodies.has(mk));
             inCall.add(mk);
             if (sendBody) this.rememberBody(mk);
             args.push(e.msg.id, encodeEntry(e), sendBody ? encodeMessage(e.msg) : "", e.msg.expiresAt ?? "");
           }
         }
-        const call = this.track(this.s.enqueueMany(...spread(keys), ...args) as Promise<[string[], string[]]>);
+        const call = this.track(this.s.enqueueMany(g.sessions, ...args) as Promise<[string[], string[]]>);
         const [missing, fenced] = await this.replicated(call, g.sessions);
         if (missing.length === 0) {
           const stale = new Set(fenced);
@@ -479,9 +478,8 @@ export class RedisPersistence implements Persistence {
       const g = this.keys.group(clientId);
       const all = this.removals ??= new Map();
       let batch = all.get(g);
-      if (batch === undefined) all.set(g, batch = { keys: [], ids: [], done: [] });
-      batch.keys.push(g.queue(clientId), g.entries(clientId), this.bodyPrefix(g, clientId) + msgId, g.owner(clientId));
-      batch.ids.push(msgId, this.token(clientId));
+      if (batch === undefined) all.set(g, batch = { args: [], done: [] });
+      batch.args.push(clientId, msgId, this.token(clientId));
       batch.done.push({ clientId, resolve, reject });
       if (all.size === 1 && batch.done.length === 1) queueMicrotask(() => this.flushRemovals());
     });
@@ -493,12 +491,11 @@ export class RedisPersistence implements Persistence {
     const all = this.removals;
     this.removals = undefined;
     if (!all) return;
-    for (const batch of all.values()) {
+    for (const [g, batch] of all) {
       for (let i = 0; i < batch.done.length; i += MAX_BATCH) {
         const n = Math.min(MAX_BATCH, batch.done.length - i);
-        const keys = batch.keys.slice(4 * i, 4 * (i + n));
         const done = batch.done.slice(i, i + n);
-        this.track(this.s.removeEntries(...spread(keys), ...batch.ids.slice(2 * i, 2 * (i + n)))).then(
+        this.track(this.s.removeEntries(g.sessions, g.base, this.bodyPerSession ? "1" : "", ...batch.args.slice(3 * i, 3 * (i + n)))).then(
           (refused) => {
             const stale = new Set(refused as number[]);
             done.forEach((d, j) => (stale.has(j + 1) ? d.reject(new FencedError(d.clientId)) : d.resolve()));

@@ -73,59 +73,77 @@ return 1`,
 };
 
 /**
+ * Session keys derived inside a script from the group's key base (Group.base: the prefix with
+ * the group's hash tag) and a client id, so that a call names each key with one short argument
+ * instead of several long ones: ioredis's cost per argument, not Redis, bounds a Redis-backed
+ * QoS 1 flow. The derived keys carry the group's tag: they are in the slot of KEYS[1].
+ * `body(cid)` is the prefix of the message body keys a session uses (bodies per group, or per
+ * session: then the client id's byte length and the id).
+ */
+const DERIVE = `
+local B, PER_SESSION = ARGV[1], ARGV[2] == '1'
+local function body(cid)
+  if PER_SESSION then return B .. 'm:' .. #cid .. ':' .. cid .. ':' end
+  return B .. 'm:'
+end
+`;
+
+/**
  * The enqueues of one tick for the sessions of one group, in one call (a fan-out to many
- * persistent sessions, a read full of publishes). KEYS: the group's sessions set and cursors,
- * then per call q, e, owner and one body key per entry. ARGV: grace ms, number of calls, the
+ * persistent sessions, a read full of publishes). KEYS: the group's sessions set. ARGV: the
+ * group's key base, bodies per session ('1') or per group (''), grace ms, number of calls, the
  * inbox these enqueues came from and its position ('' = none: the cluster bus stages the
  * position of the inbox entries read in this tick, so that the group's cursor of that node
  * moves exactly when their enqueues into the group are stored), then per call cid, number of
  * entries, fencing token, then per entry id, meta, blob ('' = body stored already or sent
- * earlier in this call), expiresAt ('' = none).
+ * earlier in this call), expiresAt ('' = none). The queue, entries, owner and body keys are
+ * derived (DERIVE).
  * Returns {missing, fenced}: the ids whose body was not sent and is not stored (nothing written
  * then), and the client ids whose token is stale (their entries are not written).
  */
 export const enqueueMany: ScriptDef = {
   keys: 1,
-  lua: FENCE + CURSOR + SPREAD + `
-local calls = tonumber(ARGV[2])
+  lua: FENCE + CURSOR + DERIVE + `
+local grace, calls = tonumber(ARGV[3]), tonumber(ARGV[4])
 local missing, sent, fence = {}, {}, {}
-local k, a = 3, 5
+local a = 7
 for c = 1, calls do
-  local n = tonumber(ARGV[a + 1])
-  local e = KEYS[k + 1]
-  if fenced(KEYS[k + 2], ARGV[a + 2]) then fence[#fence + 1] = ARGV[a] end
-  k, a = k + 3, a + 3
+  local cid, n = ARGV[a], tonumber(ARGV[a + 1])
+  local e, bp = B .. 'e:' .. cid, body(cid)
+  if fenced(B .. 'o:' .. cid, ARGV[a + 2]) then fence[#fence + 1] = cid end
+  a = a + 3
   for j = 1, n do
     local id, blob = ARGV[a], ARGV[a + 2]
-    if blob ~= '' then sent[id] = true
-    elseif not sent[id] and redis.call('HEXISTS', e, id) == 0 and redis.call('EXISTS', KEYS[k]) == 0 then
+    if blob ~= '' then sent[bp .. id] = true
+    elseif not sent[bp .. id] and redis.call('HEXISTS', e, id) == 0 and redis.call('EXISTS', bp .. id) == 0 then
       missing[#missing + 1] = id
     end
-    k, a = k + 1, a + 4
+    a = a + 4
   end
 end
 if #missing > 0 then return { missing, fence } end
-if ARGV[3] ~= '' then advanceField(KEYS[2], ARGV[3], ARGV[4]) end
-k, a = 3, 5
+if ARGV[5] ~= '' then advanceField(B .. 'cur', ARGV[5], ARGV[6]) end
+a = 7
 for c = 1, calls do
   local cid, n = ARGV[a], tonumber(ARGV[a + 1])
-  local q, e = KEYS[k], KEYS[k + 1]
-  local skip = fenced(KEYS[k + 2], ARGV[a + 2])
-  k, a = k + 3, a + 3
+  local q, e, bp = B .. 'q:' .. cid, B .. 'e:' .. cid, body(cid)
+  local skip = fenced(B .. 'o:' .. cid, ARGV[a + 2])
+  a = a + 3
   if not skip then redis.call('SADD', KEYS[1], cid) end
   for j = 1, n do
-    local id, mk = ARGV[a], KEYS[k]
+    local id = ARGV[a]
+    local mk = bp .. id
     if not skip and redis.call('HSET', e, id, ARGV[a + 1]) == 1 then
       redis.call('RPUSH', q, id)
       if redis.call('HINCRBY', mk, 'r', 1) == 1 then
         redis.call('HSET', mk, 'b', ARGV[a + 2])
         if ARGV[a + 3] ~= '' then
           redis.call('HSET', mk, 'x', ARGV[a + 3])
-          redis.call('PEXPIREAT', mk, tonumber(ARGV[a + 3]) + tonumber(ARGV[1]))
+          redis.call('PEXPIREAT', mk, tonumber(ARGV[a + 3]) + grace)
         end
       end
     end
-    k, a = k + 1, a + 4
+    a = a + 4
   end
 end
 return { missing, fence }`,
@@ -143,22 +161,23 @@ return 1`,
 };
 
 /**
- * Many removeEntry of one group in one call: KEYS: q1, e1, m1, o1, q2, e2, m2, o2, ... ARGV:
- * id1, token1, id2, token2, ... (the acknowledgements handled in one tick, see
+ * Many removeEntry of one group in one call: KEYS: the group's sessions set (for the slot).
+ * ARGV: the group's key base, bodies per session ('1') or not (see DERIVE), then cid1, id1,
+ * token1, cid2, id2, token2, ... (the acknowledgements handled in one tick, see
  * RedisPersistence.removeOutgoing). Returns the positions (1-based) refused by their fence.
  */
 export const removeEntries: ScriptDef = {
   keys: 1,
-  lua: DECREF + FENCE + SPREAD + `
+  lua: DECREF + FENCE + DERIVE + `
 local refused = {}
-for j = 1, #ARGV / 2 do
-  local k = (j - 1) * 4
-  local id = ARGV[2 * j - 1]
-  if fenced(KEYS[k + 4], ARGV[2 * j]) then
+for j = 1, (#ARGV - 2) / 3 do
+  local a = 3 * j
+  local cid, id = ARGV[a], ARGV[a + 1]
+  if fenced(B .. 'o:' .. cid, ARGV[a + 2]) then
     refused[#refused + 1] = j
-  elseif redis.call('HDEL', KEYS[k + 2], id) == 1 then
-    redis.call('LREM', KEYS[k + 1], 1, id)
-    decref(KEYS[k + 3])
+  elseif redis.call('HDEL', B .. 'e:' .. cid, id) == 1 then
+    redis.call('LREM', B .. 'q:' .. cid, 1, id)
+    decref(body(cid) .. id)
   end
 end
 return refused`,
