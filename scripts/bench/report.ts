@@ -136,6 +136,26 @@ export function ceilingTable(cfg: BenchConfig, runs: readonly RunRecord[]): stri
   return lines.length > 2 ? lines.join("\n") : "";
 }
 
+/**
+ * Colibri's QoS 1 to persistent sessions on Redis (qos1-redis) against Mosquitto's in-memory
+ * QoS 1 (qos1-10x10, the same load with clean sessions) in the same run: the comparison a
+ * user moving from Mosquitto makes, since Mosquitto has no shared store to run scenario 9 on.
+ */
+export function persistentVsMosquitto(cfg: BenchConfig, runs: readonly RunRecord[]): string {
+  const base = summarize(metricValues(runsOf(runs, "qos1-10x10", BASELINE), 0));
+  if (base === undefined || base.median === 0) return "";
+  const lines: string[] = [];
+  for (const b of cfg.brokers) {
+    const s = summarize(metricValues(runsOf(runs, "qos1-redis", b), 0));
+    if (s === undefined) continue;
+    lines.push(
+      `- ${b}: QoS 1 to persistent sessions on Redis (scenario 9) ${formatValue(s.median, "msg/s")} msg/s against ` +
+        `Mosquitto's in-memory QoS 1 (scenario 3) ${formatValue(base.median, "msg/s")} msg/s: ${formatRatio(s.median / base.median)}`,
+    );
+  }
+  return lines.join("\n");
+}
+
 /** Errors, skips and notes, deduplicated; one line about runs disturbed by other load. */
 export function notesList(runs: readonly RunRecord[]): string {
   const seen = new Set<string>();
@@ -182,6 +202,7 @@ export function markdownReport(r: ReportInput): string {
   const minutes = ((r.finishedAt.getTime() - r.startedAt.getTime()) / 60000).toFixed(1);
   const notes = notesList(r.runs);
   const ceiling = ceilingTable(r.cfg, r.runs);
+  const persistent = persistentVsMosquitto(r.cfg, r.runs);
   return [
     `Run ${r.startedAt.toISOString()} (${minutes} min): ${r.cfg.repeat} run(s) per broker and scenario, interleaved; ` +
       `${r.cfg.measureMs / 1000} s measured after ${r.cfg.warmupMs / 1000} s warm-up. Cells: median (min–max) and ratio ` +
@@ -193,6 +214,7 @@ export function markdownReport(r: ReportInput): string {
     "",
     checksTable(r.cfg, r.runs),
     "",
+    ...(persistent === "" ? [] : ["Persistent QoS 1 on Redis against Mosquitto's in-memory QoS 1, same run:", "", persistent, ""]),
     ...(ceiling === "" ? [] : ["Load generator ceiling (runs against the sink target):", "", ceiling, ""]),
     ...(notes === "" ? [] : ["Notes:", "", notes, ""]),
     "Scenarios as run:",
