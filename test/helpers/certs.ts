@@ -6,6 +6,7 @@
  *
  *   const pki = await makePki();   ...   pki.remove();
  */
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { makeTempDir, removeDir, runCommand } from "./system.ts";
@@ -48,6 +49,11 @@ async function makeCa(dir: string, name: string): Promise<{ cert: string; key: s
   return { cert, key };
 }
 
+/** A random positive 64-bit serial number, in hex. */
+function serial(): string {
+  return "0x" + randomBytes(8).toString("hex").replace(/^./, (c) => (parseInt(c, 16) & 7).toString(16));
+}
+
 async function issueFrom(dir: string, ca: { cert: string; key: string }, name: string, subject: string, ext: string[]): Promise<Issued> {
   const key = path.join(dir, `${name}.key`);
   const csr = path.join(dir, `${name}.csr`);
@@ -56,7 +62,9 @@ async function issueFrom(dir: string, ca: { cert: string; key: string }, name: s
   fs.writeFileSync(extFile, ["basicConstraints=CA:FALSE", ...ext].join("\n") + "\n");
   await openssl(dir, ["req", ...KEY, "-keyout", key, "-out", csr, "-subj", subject]);
   await openssl(dir, [
-    "x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-out", cert, "-days", "2",
+    // a random serial of its own: certificates are issued in parallel, and -CAcreateserial makes
+    // them race on one serial file (one reads it while the other is still writing it)
+    "x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-set_serial", serial(), "-out", cert, "-days", "2",
     "-extfile", extFile,
   ]);
   return { cert, key };
