@@ -122,6 +122,8 @@ export class RedisPersistence implements Persistence {
   private readonly fences = new Map<string, string>();
   /** Body keys per session instead of per group (RedisPersistenceOptions.bodies). */
   private readonly bodyPerSession: boolean;
+  /** The same as the scripts' PER_SESSION argument (scripts.ts DERIVE). */
+  private readonly bodyMode: "1" | "";
   /** Writes sent and not answered yet (barrier). */
   private readonly inflight = new Set<Promise<unknown>>();
   /** A WAIT per server not sent yet, which writes answered meanwhile join (replicated). */
@@ -159,6 +161,7 @@ export class RedisPersistence implements Persistence {
     this.now = opts.now ?? Date.now;
     this.replicas = opts.waitReplicas ?? 0;
     this.bodyPerSession = opts.bodies === "session";
+    this.bodyMode = this.bodyPerSession ? "1" : "";
     const s: Record<string, Call> = {};
     for (const [name, def] of Object.entries(lua)) {
       const cmd = `colibri_${name}`;
@@ -420,7 +423,7 @@ export class RedisPersistence implements Persistence {
   private async enqueueCall(g: Group, batch: Enqueue[], cursor: { node: string; id: string } | undefined): Promise<void> {
     try {
       for (let attempt = 0; attempt < 2; attempt++) {
-        const args: Arg[] = [g.base, this.bodyPerSession ? "1" : "", BODY_GRACE_MS, batch.length, cursor?.node ?? "", cursor?.id ?? ""];
+        const args: Arg[] = [g.base, this.bodyMode, BODY_GRACE_MS, batch.length, cursor?.node ?? "", cursor?.id ?? ""];
         const inCall = new Set<string>();
         for (const c of batch) {
           args.push(c.clientId, c.entries.length, this.token(c.clientId));
@@ -495,7 +498,7 @@ export class RedisPersistence implements Persistence {
       for (let i = 0; i < batch.done.length; i += MAX_BATCH) {
         const n = Math.min(MAX_BATCH, batch.done.length - i);
         const done = batch.done.slice(i, i + n);
-        this.track(this.s.removeEntries(g.sessions, g.base, this.bodyPerSession ? "1" : "", ...batch.args.slice(3 * i, 3 * (i + n)))).then(
+        this.track(this.s.removeEntries(g.sessions, g.base, this.bodyMode, ...batch.args.slice(3 * i, 3 * (i + n)))).then(
           (refused) => {
             const stale = new Set(refused as number[]);
             done.forEach((d, j) => (stale.has(j + 1) ? d.reject(new FencedError(d.clientId)) : d.resolve()));
