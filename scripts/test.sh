@@ -84,7 +84,8 @@ run_logged() {
 # Counts one runner's results; prints "<passed> <failed> <description>".
 # Arguments: runner log junit-path exit-code
 read -r -d '' COUNT_JS <<'JS'
-const [runner, logPath, junitPath, rcText] = Deno.args;
+const [runner, logPath, junitPath, rcText, namesPath] = Deno.args;
+const failedNames = []; // what the summary names, so a CI tail shows which test failed
 const rc = Number(rcText);
 const read = (p) => { try { return Deno.readTextFileSync(p); } catch { return ""; } };
 const log = read(logPath).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
@@ -104,6 +105,7 @@ if (runner === "bun") {
     const recap = [...log.matchAll(/^\d+ tests? failed:$/gm)].pop();
     const failText = recap ? log.slice(recap.index).split("\n\n")[0] : log;
     const failLines = Math.min((failText.match(/^\(fail\) /gm) ?? []).length, f ?? 0);
+    for (const m of failText.matchAll(/^\(fail\) (.*)$/gm)) failedNames.push(m[1]);
     passed = p ?? 0; failed = Math.max(f ?? 0, failLines + e);
     how = `bun summary: ${p ?? 0} pass, ${f ?? 0} fail${e ? `, ${e} error(s)` : ""}`;
   }
@@ -119,8 +121,9 @@ if (runner === "bun") {
       const cls = /\bclassname="([^"]*)"/.exec(m[1])?.[1] ?? "";
       const body = m[2] ?? "";
       const status = /<(failure|error)\b/.test(body) ? "failed" : /<skipped\b/.test(body) ? "skipped" : "passed";
+      const why = /<(?:failure|error)\b[^>]*\bmessage="([^"]*)"/.exec(body)?.[1] ?? "";
       // node:test steps are filed under the shim ("ext:..."), Deno.test steps under their file
-      cases.push({ name, scope: cls.startsWith("ext:") ? "*" : cls, status });
+      cases.push({ name, scope: cls.startsWith("ext:") ? "*" : cls, status, why });
     }
     const parents = new Set();
     for (const c of cases) {
@@ -131,11 +134,11 @@ if (runner === "bun") {
     for (const c of cases) {
       if (!isParent(c)) {
         if (c.status === "passed") passed++;
-        else if (c.status === "failed") failed++;
+        else if (c.status === "failed") { failed++; failedNames.push(c); }
       } else if (c.status === "failed") {
         const childFailed = cases.some((d) => d.status === "failed" && d.name.startsWith(c.name + SEP) &&
           (d.scope === c.scope || d.scope === "*"));
-        if (!childFailed) failed++; // the describe itself failed (hook, uncaught error)
+        if (!childFailed) { failed++; failedNames.push(c); } // the describe itself failed (hook, uncaught error)
       }
     }
     how = `deno junit: ${cases.length} tests+steps, ${passed + failed} leaf cases counted`;
@@ -150,11 +153,17 @@ if (runner === "bun") {
   }
 }
 if (rc !== 0 && failed === 0) { failed = 1; how += `; exit code ${rc} counted as 1 failure`; }
+const unxml = (t) => t.replace(/&gt;/g, ">").replace(/&lt;/g, "<").replace(/&quot;/g, '"').replace(/&#10;/g, " ")
+  .replace(/&apos;/g, "'").replace(/&amp;/g, "&").replace(/\s+/g, " ");
+const named = failedNames.slice(0, 20).map((c) => typeof c === "string" ? c
+  : `${c.scope === "*" ? "" : c.scope + ": "}${unxml(c.name)}${c.why ? ` -- ${unxml(c.why).slice(0, 300)}` : ""}`);
+if (failedNames.length > 20) named.push(`... and ${failedNames.length - 20} more`);
+if (namesPath) { try { Deno.writeTextFileSync(namesPath, named.map((n) => `  ${n}\n`).join("")); } catch { /* summary only */ } }
 if (rc === 124 || rc === 137) how += "; timed out";
 console.log(`${passed} ${failed} ${how}`);
 JS
 
-count() { # count <runner> <log> <junit> <rc>
+count() { # count <runner> <log> <junit> <rc> <failed-names-file>
   local out
   if out=$("$DENO" eval --no-config "$COUNT_JS" "$@" 2>/dev/null) && [ -n "$out" ]; then
     echo "$out"
@@ -218,10 +227,11 @@ for r in $runners; do
     *) echo "[test.sh] unknown runner '$r' in COLIBRI_RUNNERS"; continue ;;
   esac
   kind=${r%-redis}
-  read -r p f how <<<"$(count "$kind" "$tmp/$r.log" "$tmp/${kind}${r#$kind}-junit.xml" "$rc")"
+  read -r p f how <<<"$(count "$kind" "$tmp/$r.log" "$tmp/${kind}${r#$kind}-junit.xml" "$rc" "$tmp/$r.failed")"
   total_passed=$(( total_passed + p ))
   total_failed=$(( total_failed + f ))
   report+=("$r: $p passed, $f failed ($how)")
+  if [ -s "$tmp/$r.failed" ]; then report+=("$r failed:" "$(cat "$tmp/$r.failed")"); fi
 done
 
 banner "summary"
