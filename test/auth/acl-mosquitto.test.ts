@@ -109,8 +109,10 @@ async function scenario(port: number): Promise<Outcome> {
     let done!: () => void;
     synced.set(s.id, new Promise<void>((r) => (done = r)));
     c.on("message", (topic, payload) => {
+      // a '#' subscriber also sees the other subscribers' sync messages, some after its own
+      // (which ends its recording): keep every sync message out of the comparison
       if (topic === `sync/${s.id}`) done();
-      else got.push(`${topic} <- ${Buffer.from(payload).toString()}`);
+      else if (!topic.startsWith("sync/")) got.push(`${topic} <- ${Buffer.from(payload).toString()}`);
     });
     // the SUBACK itself (MQTT.js reports a refused filter as an error, with the packet)
     const granted = await new Promise<number[]>((resolve) =>
