@@ -391,6 +391,7 @@ export class Broker implements RegistryHost, Acceptor {
           this.sys.forget(node);
         },
         request: (from: string, req: Request) => this.registry.onRequest(from, req),
+        held: (delta) => this.memory.addForwarding(delta),
         reap: async (node) => {
           const ids = await this.registry.adopt(node);
           this.adopting.set(node, new Set(ids));

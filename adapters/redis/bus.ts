@@ -66,6 +66,8 @@ interface AckWait {
 
 interface Outgoing {
   batch: ForwardBatch;
+  /** Bytes reported to the handler as held for this batch (given back when it is settled). */
+  held: number;
   promise: Promise<void>;
   resolve: () => void;
   reject: (e: Error) => void;
@@ -568,10 +570,14 @@ export class RedisBus implements ClusterBus {
       });
       // callers that do not wait for it (QoS 0) leave it unhandled: the failure is logged here
       promise.catch((e) => this.log.debug?.("forwarded messages not stored", { node, error: String((e as Error)?.message ?? e) }));
-      o = { batch: new ForwardBatch(), promise, resolve, reject };
+      o = { batch: new ForwardBatch(), held: 0, promise, resolve, reject };
       this.outbox.set(node, o);
     }
+    const before = o.batch.size;
     o.batch.add(msg, publisher, plain, shares);
+    const grew = o.batch.size - before;
+    o.held += grew;
+    this.handler.held(grew);
     if (o.batch.size >= BATCH_BYTES && (this.appending.get(node) ?? 0) < MAX_APPENDS) {
       // a large batch goes at once: stream entries stay bounded, and Redis and the target node
       // start on it while this tick goes on
@@ -611,6 +617,8 @@ export class RedisBus implements ClusterBus {
     this.stats.messagesSent += o.batch.count;
     this.appending.set(node, (this.appending.get(node) ?? 0) + 1);
     const done = () => {
+      this.handler.held(-o.held);
+      o.held = 0;
       this.appending.set(node, this.appending.get(node)! - 1);
       this.appends.delete(p);
       if (this.outbox.has(node) && !this.flushQueued) {

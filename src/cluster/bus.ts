@@ -66,6 +66,12 @@ export interface BusHandler {
   buried(node: string): void;
   /** The bus lost its store and came back (`fresh`: the store lost its data meanwhile). */
   reconnected(fresh: boolean): void;
+  /**
+   * Bytes the bus holds for messages on their way to other nodes grew (negative: shrank); the
+   * broker counts them against --max-memory-bytes, so a store that stops answering turns into
+   * shed QoS 0 and refused QoS 1/2 publishes instead of a heap that grows unseen.
+   */
+  held(delta: number): void;
 }
 
 export class NotOwnerError extends Error {

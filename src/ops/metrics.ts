@@ -103,8 +103,8 @@ export async function renderMetrics(m: MetricsSource): Promise<string> {
     ]);
   }
   const mem = b.memory;
-  e.gauge("colibri_memory_held_bytes", "Bytes the broker holds for messages and output buffers, by its own accounting", [
-    [{ kind: "messages" }, mem.messages], [{ kind: "output" }, mem.output],
+  e.gauge("colibri_memory_held_bytes", "Bytes the broker holds for messages, output buffers and forwards to other nodes, by its own accounting", [
+    [{ kind: "messages" }, mem.messages], [{ kind: "output" }, mem.output], [{ kind: "forwarding" }, mem.forwarding],
   ]);
   e.gauge("colibri_memory_limit_bytes", "--max-memory-bytes (0: no limit)", mem.limit);
   e.gauge("colibri_memory_level", "0 normal, 1 shedding QoS 0, 2 refusing QoS 1/2, 3 refusing connections", mem.level);

@@ -24,6 +24,7 @@
  *   $SYS/broker/memory/held      bytes the broker holds for messages (session/memory.ts)
  *   $SYS/broker/memory/messages  ... of which message payloads, topics and properties
  *   $SYS/broker/memory/output    ... of which connections' output buffers
+ *   $SYS/broker/memory/forwarding ... of which forward batches on their way to other nodes
  *   $SYS/broker/memory/limit     --max-memory-bytes (0 = none)
  *   $SYS/broker/memory/level     0 normal, 1 shedding QoS 0, 2 refusing QoS 1/2, 3 refusing connections
  *
@@ -77,7 +78,7 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 const WINDOWS = [["1min", 60], ["5min", 300], ["15min", 900]] as const;
 /** Published every interval even when unchanged (a reader waits for a fresh sample of them). */
-const ALWAYS = new Set(["uptime", "memory/held", "memory/messages", "memory/output"]);
+const ALWAYS = new Set(["uptime", "memory/held", "memory/messages", "memory/output", "memory/forwarding"]);
 
 /** A counter whose per-minute rate is averaged over 1, 5 and 15 minutes (Mosquitto's load). */
 class Load {
@@ -230,6 +231,7 @@ export class SysTopics {
     n("memory/held", m.held);
     n("memory/messages", m.messages);
     n("memory/output", m.output);
+    n("memory/forwarding", m.forwarding);
     n("memory/limit", m.limit);
     n("memory/level", m.level);
     return v;

@@ -10,6 +10,9 @@
  *   count does not say 64 bytes where a 64 KB read is held.
  * - Output: bytes a connection's adapter holds for the socket (Client reports its
  *   bufferedAmount after each flush and drain, and gives it back when it closes).
+ * - Forwarding: bytes of forward batches on their way to other nodes of a cluster (the bus
+ *   reports them as they are batched and gives them back when the append is stored or failed),
+ *   so that a store that stops answering fills this account, not the heap unseen.
  *
  * Levels, as fractions of the limit (0 = no limit, always level 0): past 80 % QoS 0 publishes
  * are shed, past 90 % QoS 1/2 publishes are refused, past 100 % new connections are refused
@@ -67,6 +70,8 @@ export class MemoryAccount implements MessageHolder {
   messages = 0;
   /** Bytes held in connections' output buffers. */
   output = 0;
+  /** Bytes of forward batches not yet stored in other nodes' inboxes. */
+  forwarding = 0;
   /** 0..3, see LEVEL; read on the hot path, so kept as a plain number. */
   level: number = LEVEL.OK;
   /** The level changes when held reaches `up` or drops below `down` (one compare each). */
@@ -82,7 +87,7 @@ export class MemoryAccount implements MessageHolder {
 
   /** Everything counted, in bytes. */
   get held(): number {
-    return this.messages + this.output;
+    return this.messages + this.output + this.forwarding;
   }
 
   /** One more holder of msg; returns the bytes it counts for. */
@@ -92,7 +97,7 @@ export class MemoryAccount implements MessageHolder {
     if (h !== undefined && h > 0) msg.holders = h + 1;
     else {
       msg.holders = 1;
-      const held = (this.messages += n) + this.output;
+      const held = (this.messages += n) + this.output + this.forwarding;
       if (held >= this.up) this.update(held);
     }
     return n;
@@ -106,7 +111,7 @@ export class MemoryAccount implements MessageHolder {
     else {
       msg.holders = 0;
       if (h === 1) {
-        const held = (this.messages -= n) + this.output;
+        const held = (this.messages -= n) + this.output + this.forwarding;
         if (held < this.down) this.update(held);
       }
     }
@@ -115,7 +120,13 @@ export class MemoryAccount implements MessageHolder {
 
   /** A connection's output buffer grew (or shrank, negative). */
   addOutput(delta: number): void {
-    const held = this.messages + (this.output += delta);
+    const held = this.messages + (this.output += delta) + this.forwarding;
+    if (held >= this.up || held < this.down) this.update(held);
+  }
+
+  /** Forward batches for other nodes grew (or shrank, negative). */
+  addForwarding(delta: number): void {
+    const held = this.messages + this.output + (this.forwarding += delta);
     if (held >= this.up || held < this.down) this.update(held);
   }
 
