@@ -21,11 +21,11 @@ import { FileSecurity, SecurityFileError } from "./auth/file-security.ts";
 import { Ops } from "./ops/ops.ts";
 import { type HttpServer, opsHandler, type ServeHttp } from "./ops/http.ts";
 import { makeShutdown } from "./ops/shutdown.ts";
-import { watchParent } from "./ops/parent-watch.ts";
+import { launcherChain, watchParent } from "./ops/parent-watch.ts";
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
-/** The runtime's listener for each scheme: Bun.listen / Bun.serve, or Deno.listen / node:tls / Deno.serve. */
+/** The runtime's listener for each scheme: Bun.listen / Bun.serve, or Deno.listen / node:tls (WebSocket on both through src/websocket-server.ts). */
 export async function loadTransports(): Promise<Transports> {
   if (isBun) {
     const [tcp, ws] = await Promise.all([import("../adapters/bun/tcp.ts"), import("../adapters/bun/websocket.ts")]);
@@ -134,6 +134,8 @@ export async function main(argv: string[]): Promise<void> {
     if (e instanceof ConfigError) fatal(e.message);
     throw e;
   }
+  // the launchers as they are now, before anything can have ended them (parent-watch.ts)
+  const launchers = config.exitWithParent ? launcherChain() : undefined;
   const log = createLogger(config.logLevel, undefined, { format: config.logFormat, node: config.nodeId });
   for (const n of notes) log[n.level](n.text);
   // One client's failure must never take the broker down: an error that escaped every handler
@@ -216,7 +218,7 @@ export async function main(argv: string[]): Promise<void> {
     log.info("SIGUSR2: draining");
     ops.drain();
   });
-  if (config.exitWithParent) watchParent((why) => void stop(`the launcher went away (${why})`));
+  if (launchers) watchParent((why) => void stop(`the launcher went away (${why})`), 1000, launchers);
 }
 
 if ((import.meta as { main?: boolean }).main) {

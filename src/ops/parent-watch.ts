@@ -51,10 +51,11 @@ export function launcherChain(): { pid: number; ppid?: number }[] {
 
 /**
  * Calls `gone` (once) when the launcher chain breaks; returns the function that stops
- * watching. The group leader is only checked to exist (it may outlive its own parent).
+ * watching. The group leader is only checked to exist (it may outlive its own parent). Read
+ * the chain as early as possible and pass it in: read after start-up, it may already be
+ * broken (a launcher killed as soon as the broker said it listens) and look whole.
  */
-export function watchParent(gone: (why: string) => void, everyMs = 1000): () => void {
-  const chain = launcherChain();
+export function watchParent(gone: (why: string) => void, everyMs = 1000, chain = launcherChain()): () => void {
   const leader = readStat("self")?.pgrp;
   const timer = setInterval(() => {
     let why: string | undefined;
