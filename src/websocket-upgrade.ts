@@ -1,8 +1,8 @@
 /**
  * The HTTP side of an MQTT-over-WebSocket listener, shared by the Bun and Deno adapters: which
  * requests are upgraded, with which subprotocol, and the clear 4xx the others get. The framing
- * after the upgrade is the runtime's (Bun.serve, Deno.upgradeWebSocket); MQTT packets then flow
- * as a byte stream through the core's framer.
+ * after the upgrade is Bun.serve's under Bun and src/websocket-frames.ts under Deno; MQTT
+ * packets then flow as a byte stream through the core's framer.
  */
 export type UpgradeDecision =
   | { upgrade: true; protocol: "mqtt" | "mqttv3.1" }

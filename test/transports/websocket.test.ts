@@ -85,22 +85,25 @@ describe("MQTT over WebSocket (ws://, wss://)", () => {
     c.end(true);
   });
 
-  it(`wss:// with --require-certificate: ${isBun ? "a client certificate from the CA is required (Bun.serve)" : "refused at start under Deno, saying why"}`, SLOW, async () => {
+  it(`wss:// with --require-certificate: a client certificate from the CA is required${isBun ? " (Bun.serve)" : "; its identity is the user name (Deno: node:tls listener)"}`, SLOW, async () => {
+    // Bun.serve verifies the certificate but does not show it: use-identity-as-username only under Deno
     const config = {
       logLevel: "warn" as const, certfile: pki.server.cert, keyfile: pki.server.key, cafile: pki.ca,
-      listen: ["wss://127.0.0.1:0/mqtt?require-certificate=true"],
+      listen: [`wss://127.0.0.1:0/mqtt?require-certificate=true${isBun ? "" : "&use-identity-as-username=true"}`],
     };
-    if (!isBun) {
-      await assert.rejects(startBroker(config), /--require-certificate is not available on wss:\/\/ listeners under Deno/);
-      return;
-    }
     const m = await startBroker(config);
     try {
       const ca = fs.readFileSync(pki.ca, "utf8");
       const c = await mqttjs(m.url("wss"), {
+        clientId: "wss-mtls", username: "claimed-name",
         ca, cert: fs.readFileSync(pki.client.cert, "utf8"), key: fs.readFileSync(pki.client.key, "utf8"), rejectUnauthorized: true,
       });
       assert.ok(c.connected);
+      if (!isBun) {
+        const live = [...m.broker.clients].find((x) => x.clientId === "wss-mtls");
+        assert.equal(live?.conn.identity, "device-42");
+        assert.equal(live?.username, "device-42", "the certificate's identity replaces the CONNECT's user name");
+      }
       c.end(true);
       await assert.rejects(mqttjs(m.url("wss"), { ca, rejectUnauthorized: true }));
       await assert.rejects(mqttjs(m.url("wss"), {
@@ -185,6 +188,31 @@ describe("MQTT over WebSocket (ws://, wss://)", () => {
     bystander.sendFrame(Uint8Array.from([0xc0, 0])); // PINGREQ
     await bystander.expectPacket("pingresp");
     bystander.socket.destroy();
+  });
+
+  it("a message past --max-packet-size plus 64 KiB closes with 1009, even in fragments; bystanders go on", SLOW, async () => {
+    const small = await startBroker({ logLevel: "warn", maxPacketSize: 10_000, listen: ["ws://127.0.0.1:0/mqtt"] });
+    try {
+      const bystander = await WsClient.connect(small.url("ws"));
+      bystander.sendPacket(connect(uid("bystander")));
+      await bystander.expectPacket("connack");
+      const ws = await WsClient.connect(small.url("ws"));
+      ws.sendPacket(connect(uid("big")));
+      await ws.expectPacket("connack");
+      // one message of valid 1 KB PUBLISH packets (each within --max-packet-size): only the
+      // WebSocket bound stops it (Bun.serve holds a message whole, Deno's layer streams it)
+      const one = ws.encode({ cmd: "publish", topic: "big/none", payload: Buffer.alloc(990), qos: 0, dup: false, retain: false } as Packet);
+      const forty = Buffer.concat(Array.from({ length: 40 }, () => Buffer.from(one)));
+      ws.sendFrame(forty, OP.binary, false);
+      ws.sendFrame(forty, OP.continuation, false);
+      await ws.expectClose();
+      assert.equal(ws.closeCode, 1009);
+      bystander.sendFrame(Uint8Array.from([0xc0, 0])); // PINGREQ
+      await bystander.expectPacket("pingresp");
+      bystander.socket.destroy();
+    } finally {
+      await small.close();
+    }
   });
 
   it("HTTP that is not an MQTT upgrade gets a clear 4xx: 426 on the path, 404 elsewhere, 400 without the mqtt subprotocol", SLOW, async () => {
