@@ -71,15 +71,21 @@ async function counters(url: string): Promise<RedisCounters> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+interface Phases {
+  one: LoadResult[];
+  cross: LoadResult[];
+  /** Redis commands and bytes over the cross-node phases, and the messages delivered in them. */
+  calls: number;
+  bytes: number;
+  msgs: number;
+}
+
 /** Both placements of the same load, A B A B, on one node and a second one started here. */
-async function crossRun(ctx: RunContext, shape: LoadShape, strict: boolean): Promise<Outcome> {
+async function crossPhases(ctx: RunContext, shape: LoadShape): Promise<Phases> {
   const second = await RunningBroker.launch(ctx.broker.kind, ctx.launch);
   try {
     await sleep(500); // the second node's routes and lease are known everywhere
-    const one: number[] = [];
-    const cross: number[] = [];
-    let calls = 0, bytes = 0, msgs = 0;
-    let last: LoadResult | undefined;
+    const ph: Phases = { one: [], cross: [], calls: 0, bytes: 0, msgs: 0 };
     for (let i = 0; i < 4; i++) {
       const isCross = i % 2 === 1;
       const run = { ...ctx, label: `${ctx.label}${i}` };
@@ -87,18 +93,32 @@ async function crossRun(ctx: RunContext, shape: LoadShape, strict: boolean): Pro
       const r = await load(run, shape, isCross ? second.port : undefined);
       if (before) {
         const after = await counters(ctx.launch.redis!.url);
-        calls += after.calls - before.calls;
-        bytes += after.bytes - before.bytes;
-        msgs += r.delivered;
-        last = r;
+        ph.calls += after.calls - before.calls;
+        ph.bytes += after.bytes - before.bytes;
+        ph.msgs += r.delivered;
       }
-      (isCross ? cross : one).push(r.rate);
+      (isCross ? ph.cross : ph.one).push(r);
     }
-    const o = outcome(last!, [median(one), median(cross), median(cross) / median(one), calls / msgs, bytes / msgs], strict);
-    return o;
+    return ph;
   } finally {
     await second.stop();
   }
+}
+
+async function crossRun(ctx: RunContext, shape: LoadShape, strict: boolean): Promise<Outcome> {
+  const ph = await crossPhases(ctx, shape);
+  const one = median(ph.one.map((r) => r.rate)), cross = median(ph.cross.map((r) => r.rate));
+  return outcome(ph.cross.at(-1)!, [one, cross, cross / one, ph.calls / ph.msgs, ph.bytes / ph.msgs], strict);
+}
+
+/** Latency at a fixed rate, one node and across nodes: what the hop through Redis adds. */
+async function crossLatencyRun(ctx: RunContext): Promise<Outcome> {
+  const ph = await crossPhases(ctx, {
+    pubs: 1, subs: 1, qos: 0, payloadSize: 64, pubTopics: () => ["bench/lat"], subFilters: () => ["bench/lat"],
+    fanout: 1, mode: { kind: "fixed", rate: ctx.cfg.latencyRate }, subClean: true,
+  });
+  const q = (list: LoadResult[], k: "p50" | "p99") => median(list.map((r) => r.latency[k]));
+  return outcome(ph.cross.at(-1)!, [q(ph.one, "p50"), q(ph.cross, "p50"), q(ph.one, "p99"), q(ph.cross, "p99")], false);
 }
 
 const crossMetrics = [
@@ -197,6 +217,23 @@ export const CLUSTER_SCENARIOS: readonly Scenario[] = [
     clusterOnly: true,
     prepare: prepareCluster,
     run: (ctx) => crossRun(ctx, qos1Shape(ctx.cfg, true), true),
+  },
+  {
+    name: "cross-latency",
+    title: (cfg) => `Cluster: latency at ${+(cfg.latencyRate / 1000).toFixed(1)}k msg/s across nodes, QoS 0, 1 → 1`,
+    description: (cfg) =>
+      `latency-20k's load (one publisher at ${cfg.latencyRate} msg/s, fixed rate) on a two-node cluster over a private Redis: ` +
+      `the subscriber on the publisher's node or on the other one, A B A B in one run. What a cross-node message adds ` +
+      `when the machine is not saturated (node -> Redis -> node).`,
+    metrics: [
+      { name: "p50 one node", unit: "µs", better: "lower" },
+      { name: "p50 cross-node", unit: "µs", better: "lower" },
+      { name: "p99 one node", unit: "µs", better: "lower" },
+      { name: "p99 cross-node", unit: "µs", better: "lower" },
+    ],
+    clusterOnly: true,
+    prepare: prepareCluster,
+    run: (ctx) => crossLatencyRun(ctx),
   },
   {
     name: "failover",
