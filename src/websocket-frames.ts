@@ -29,6 +29,26 @@ export interface FrameSink {
 }
 
 const MAX_CONTROL = 125;
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/**
+ * XOR b[start, end) in place with the mask, starting at mask byte `pos`: a word at a time over
+ * the 4-byte-aligned middle (a byte loop costs several times more per byte on both runtimes).
+ */
+function unmask(b: Uint8Array, start: number, end: number, m: Uint8Array, pos: number): void {
+  let i = start;
+  if (LITTLE_ENDIAN && end - start >= 16) {
+    while (((b.byteOffset + i) & 3) !== 0) b[i++] ^= m[pos++ & 3];
+    const words = (end - i) >>> 2;
+    const q = pos & 3;
+    const word = (m[q] | (m[(q + 1) & 3] << 8) | (m[(q + 2) & 3] << 16) | (m[(q + 3) & 3] << 24)) >>> 0;
+    const u = new Uint32Array(b.buffer, b.byteOffset + i, words);
+    for (let w = 0; w < words; w++) u[w] ^= word;
+    i += words * 4;
+    pos += words * 4;
+  }
+  while (i < end) b[i++] ^= m[pos++ & 3];
+}
 
 export class FrameDecoder {
   private readonly head = new Uint8Array(14);
@@ -85,7 +105,8 @@ export class FrameDecoder {
         for (let j = 0; j < n; j++) c[this.controlPos + j] = b[i + j] ^ m[(p + j) & 3];
         this.controlPos += n;
       } else {
-        for (let j = 0; j < n; j++) b[out + j] = b[i + j] ^ m[(p + j) & 3];
+        unmask(b, i, i + n, m, p);
+        if (out !== i) b.copyWithin(out, i, i + n);
         out += n;
       }
       this.maskPos = (p + n) & 3;
