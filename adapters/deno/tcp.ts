@@ -102,6 +102,29 @@ class DenoConnection implements Connection {
   }
 }
 
+/**
+ * Small reads are handed to the core as views of a shared slab (copied in, never rewound: a new
+ * slab replaces a full one), large ones as their own copy. A typed-array allocation costs
+ * microseconds on Deno, a view a few nanoseconds; what the core keeps beyond the tick it
+ * compacts to its own copy (session/memory.ts compactPayload), so a view pins its slab briefly.
+ */
+const SLAB = 256 * 1024;
+const SLAB_READ = 4096;
+let slab = new Uint8Array(SLAB);
+let slabUsed = 0;
+
+function received(buf: Uint8Array, n: number): Uint8Array {
+  if (n > SLAB_READ) return buf.slice(0, n);
+  if (slabUsed + n > SLAB) {
+    slab = new Uint8Array(SLAB);
+    slabUsed = 0;
+  }
+  const v = slab.subarray(slabUsed, slabUsed + n);
+  v.set(n === buf.length ? buf : buf.subarray(0, n));
+  slabUsed += n;
+  return v;
+}
+
 async function serve(conn: Deno.Conn, acceptor: Acceptor) {
   try { (conn as Deno.TcpConn).setNoDelay?.(true); } catch { /* not TCP */ }
   const c = new DenoConnection(conn);
@@ -121,7 +144,7 @@ async function serve(conn: Deno.Conn, acceptor: Acceptor) {
         if ((c.linger.bytes += n) > LINGER_BYTES) break;
         continue;
       }
-      events.data(buf.slice(0, n));
+      events.data(received(buf, n));
       if (n === buf.length && buf.length < 65536) buf = new Uint8Array(buf.length * 4);
       if (c.closed) break;
     }
