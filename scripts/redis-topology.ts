@@ -458,15 +458,27 @@ export class RedisTopology {
     }
   }
 
-  private async addServer(extra: (port: number, dir: string) => string[] = () => []): Promise<Server> {
-    const port = await freePort();
-    const dir = path.join(this.dir, `redis-${port}`);
-    fs.mkdirSync(dir, { recursive: true });
-    const s = new Server(port, dir, this.serverArgs(port, dir, extra(port, dir)));
-    this.servers.push(s);
-    s.start();
-    await this.waitPing(s);
-    return s;
+  /**
+   * Start one more server. Its ports were free a moment ago, but another process (a parallel
+   * test file, an outgoing connection's ephemeral port) may take one before redis-server binds
+   * it: a server that exits with "Address already in use" is retried on other ports.
+   */
+  private async addServer(extra: (port: number, dir: string) => string[] | Promise<string[]> = () => []): Promise<Server> {
+    for (let attempt = 1;; attempt++) {
+      const port = await freePort();
+      const dir = path.join(this.dir, `redis-${port}`);
+      fs.mkdirSync(dir, { recursive: true });
+      const s = new Server(port, dir, this.serverArgs(port, dir, await extra(port, dir)));
+      this.servers.push(s);
+      s.start();
+      try {
+        await this.waitPing(s);
+        return s;
+      } catch (e) {
+        if (attempt >= 5 || s.running || !/Address already in use/.test(s.log())) throw e;
+        this.servers.splice(this.servers.indexOf(s), 1);
+      }
+    }
   }
 
   private async waitPing(s: Server, timeoutMs = 10_000): Promise<void> {
@@ -500,9 +512,8 @@ export class RedisTopology {
     const replicas = this.opts.replicas ?? 0;
     const all: Server[] = [];
     for (let i = 0; i < masters * (1 + replicas); i++) {
-      const busPort = await freePort();
-      all.push(await this.addServer((_port, dir) => [
-        "--cluster-enabled", "yes", "--cluster-config-file", path.join(dir, "nodes.conf"), "--cluster-port", String(busPort),
+      all.push(await this.addServer(async (_port, dir) => [
+        "--cluster-enabled", "yes", "--cluster-config-file", path.join(dir, "nodes.conf"), "--cluster-port", String(await freePort()),
         "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0",
       ]));
     }
@@ -560,7 +571,7 @@ export class RedisTopology {
       await this.addServer(() => ["--replicaof", "127.0.0.1", String(master.port)]);
     }
     await this.waitReplicasSynced(this.servers);
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0, attempt = 1; i < 3; i++) {
       const port = await freePort();
       const dir = path.join(this.dir, `sentinel-${port}`);
       fs.mkdirSync(dir, { recursive: true });
@@ -576,7 +587,14 @@ export class RedisTopology {
       const s = new Server(port, dir, [], true);
       this.sentinels.push(s);
       s.start();
-      await this.waitPing(s);
+      try {
+        await this.waitPing(s);
+      } catch (e) {
+        // its port was taken before it bound it (see addServer): another port
+        if (attempt++ >= 5 || s.running || !/Address already in use/.test(s.log())) throw e;
+        this.sentinels.pop();
+        i--;
+      }
     }
     // ready for a failover: every sentinel knows the replicas and the other sentinels
     const deadline = Date.now() + 30_000;
