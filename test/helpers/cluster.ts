@@ -94,6 +94,10 @@ export class TestCluster {
           (async () => {
             await waitForPort(this.lb, 10_000);
             for (const p of this.via) await waitForPort(p, 10_000);
+            // a port may have answered for another process while HAProxy, failing to bind it,
+            // was on its way out: it must still be running a moment later
+            await new Promise((r) => setTimeout(r, 300));
+            if (!proxy.running) throw new Error(`haproxy exited after start: ${proxy.lines.slice(-5).join(" | ")}`);
           })(),
           proxy.exited.then(() => Promise.reject(new Error(`haproxy exited: ${proxy.lines.slice(-5).join(" | ")}`))),
         ]);
