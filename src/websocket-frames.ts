@@ -8,6 +8,8 @@
  * per connection is one frame header and one control frame (at most 125 bytes).
  */
 
+import { slabPiece } from "./slab.ts";
+
 export const OP = { continuation: 0, text: 1, binary: 2, close: 8, ping: 9, pong: 10 } as const;
 
 /** Close codes used here (RFC 6455 §7.4.1). */
@@ -216,16 +218,8 @@ export function frameHeader(opcode: number, len: number): Uint8Array {
   return h;
 }
 
-/**
- * Frames up to SLAB_PIECE bytes are cut from a shared slab that is never rewound (a new one
- * replaces it when full), so a frame still queued in an adapter is never overwritten; a
- * buffer allocation per frame costs microseconds on Deno, a view of the slab a few nanoseconds.
- * What a queued frame pins is at most one slab.
- */
-const SLAB = 256 * 1024;
+/** Frames up to this size are cut from the shared slab (src/slab.ts). */
 const SLAB_PIECE = 16 * 1024;
-let slab = new Uint8Array(SLAB);
-let slabUsed = 0;
 
 /**
  * One final server frame: header and payload in one buffer (one write per frame: an adapter's
@@ -235,16 +229,7 @@ export function framed(opcode: number, payload: Uint8Array): Uint8Array {
   const n = payload.length;
   const hl = n < 126 ? 2 : n < 65536 ? 4 : 10;
   const total = hl + n;
-  let out: Uint8Array;
-  if (total > SLAB_PIECE) out = new Uint8Array(total);
-  else {
-    if (slabUsed + total > SLAB) {
-      slab = new Uint8Array(SLAB);
-      slabUsed = 0;
-    }
-    out = slab.subarray(slabUsed, slabUsed + total);
-    slabUsed += total;
-  }
+  const out = total > SLAB_PIECE ? new Uint8Array(total) : slabPiece(total);
   if (hl === 2) {
     out[0] = 0x80 | opcode;
     out[1] = n;

@@ -8,6 +8,7 @@
  */
 import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions } from "../../src/transport.ts";
 import { LINGER_BYTES, LINGER_MS } from "../../src/transport.ts";
+import { slabPiece } from "../../src/slab.ts";
 
 class DenoConnection implements Connection {
   remote: { address?: string; port?: number };
@@ -102,26 +103,13 @@ class DenoConnection implements Connection {
   }
 }
 
-/**
- * Small reads are handed to the core as views of a shared slab (copied in, never rewound: a new
- * slab replaces a full one), large ones as their own copy. A typed-array allocation costs
- * microseconds on Deno, a view a few nanoseconds; what the core keeps beyond the tick it
- * compacts to its own copy (session/memory.ts compactPayload), so a view pins its slab briefly.
- */
-const SLAB = 256 * 1024;
+/** Reads up to this size reach the core as a view of the shared slab (src/slab.ts). */
 const SLAB_READ = 4096;
-let slab = new Uint8Array(SLAB);
-let slabUsed = 0;
 
 function received(buf: Uint8Array, n: number): Uint8Array {
   if (n > SLAB_READ) return buf.slice(0, n);
-  if (slabUsed + n > SLAB) {
-    slab = new Uint8Array(SLAB);
-    slabUsed = 0;
-  }
-  const v = slab.subarray(slabUsed, slabUsed + n);
+  const v = slabPiece(n);
   v.set(n === buf.length ? buf : buf.subarray(0, n));
-  slabUsed += n;
   return v;
 }
 
