@@ -80,7 +80,14 @@ export class FrameDecoder {
    */
   push(b: Uint8Array): void {
     let i = 0;
-    let out = 0; // payload bytes of this read gathered at b[0, out)
+    let start = 0; // payload bytes of this read gathered at b[start, out), not yet passed on
+    let out = 0;
+    // what came before a control frame or a violation goes first; later payload is gathered
+    // after it, never over bytes already passed on (the core may keep views of them)
+    const flush = () => {
+      if (out > start) this.sink.data(b.subarray(start, out));
+      start = out;
+    };
     while (i < b.length && !this.stopped) {
       if (this.remaining < 0) {
         while (this.headLen < this.need && i < b.length) this.head[this.headLen++] = b[i++];
@@ -90,40 +97,36 @@ export class FrameDecoder {
           this.need = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + ((this.head[1] & 0x80) !== 0 ? 4 : 0);
           if (this.headLen < this.need) continue;
         }
-        if (this.startsControlOrFails()) {
-          // what came before goes first (a close or a violation ends the stream after it)
-          if (out > 0) this.sink.data(b.subarray(0, out));
-          out = 0;
+        const failure = this.startFrame();
+        if (failure !== undefined) {
+          flush();
+          this.stopped = true;
+          this.sink.fail(failure[0], failure[1]);
+          return;
         }
-        if (!this.startFrame()) return;
-        if (this.remaining === 0) this.endFrame();
-        continue;
-      }
-      const n = Math.min(this.remaining, b.length - i);
-      const m = this.mask;
-      const p = this.maskPos;
-      if (this.control !== undefined) {
-        const c = this.control;
-        for (let j = 0; j < n; j++) c[this.controlPos + j] = b[i + j] ^ m[(p + j) & 3];
-        this.controlPos += n;
       } else {
-        unmask(b, i, i + n, m, p);
-        if (out !== i) b.copyWithin(out, i, i + n);
-        out += n;
+        const n = Math.min(this.remaining, b.length - i);
+        const m = this.mask;
+        const p = this.maskPos;
+        if (this.control !== undefined) {
+          const c = this.control;
+          for (let j = 0; j < n; j++) c[this.controlPos + j] = b[i + j] ^ m[(p + j) & 3];
+          this.controlPos += n;
+        } else {
+          unmask(b, i, i + n, m, p);
+          if (out !== i) b.copyWithin(out, i, i + n);
+          out += n;
+        }
+        this.maskPos = (p + n) & 3;
+        i += n;
+        this.remaining -= n;
       }
-      this.maskPos = (p + n) & 3;
-      i += n;
-      this.remaining -= n;
-      if (this.remaining === 0) this.endFrame();
+      if (this.remaining === 0) {
+        if (this.control !== undefined) flush();
+        this.endFrame();
+      }
     }
-    if (out > 0 && !this.stopped) this.sink.data(b.subarray(0, out));
-  }
-
-  /** The header just read is a control frame's or breaks a rule (pending data goes first). */
-  private startsControlOrFails(): boolean {
-    const op = this.head[0] & 0x0f;
-    return op >= 8 || (this.head[0] & 0x70) !== 0 || (this.head[1] & 0x80) === 0 || op === OP.text ||
-      (op === OP.continuation) !== this.inMessage || (op !== OP.binary && op !== OP.continuation);
+    if (!this.stopped) flush();
   }
 
   /** Stop decoding (the connection is closing). */
@@ -131,18 +134,13 @@ export class FrameDecoder {
     this.stopped = true;
   }
 
-  private failWith(code: number, reason: string): false {
-    this.stopped = true;
-    this.sink.fail(code, reason);
-    return false;
-  }
-
-  private startFrame(): boolean {
+  /** Read the header just completed; a broken rule is returned as [close code, reason]. */
+  private startFrame(): [number, string] | undefined {
     const h = this.head;
     const b0 = h[0], b1 = h[1];
-    if ((b0 & 0x70) !== 0) return this.failWith(CLOSE.protocolError, "reserved bits set (no extension was negotiated)");
+    if ((b0 & 0x70) !== 0) return [CLOSE.protocolError, "reserved bits set (no extension was negotiated)"];
     // RFC 6455 §5.1: a server closes the connection on a frame from the client that is not masked
-    if ((b1 & 0x80) === 0) return this.failWith(CLOSE.protocolError, "a client frame must be masked");
+    if ((b1 & 0x80) === 0) return [CLOSE.protocolError, "a client frame must be masked"];
     const fin = (b0 & 0x80) !== 0;
     const op = b0 & 0x0f;
     let len = b1 & 0x7f;
@@ -153,7 +151,7 @@ export class FrameDecoder {
     } else if (len === 127) {
       const hi = ((h[2] << 24) >>> 0) + (h[3] << 16) + (h[4] << 8) + h[5];
       const lo = ((h[6] << 24) >>> 0) + (h[7] << 16) + (h[8] << 8) + h[9];
-      if (hi >= 0x200000) return this.failWith(CLOSE.tooBig, "frame length beyond 2^53");
+      if (hi >= 0x200000) return [CLOSE.tooBig, "frame length beyond 2^53"];
       len = hi * 2 ** 32 + lo;
       p = 10;
     }
@@ -162,31 +160,31 @@ export class FrameDecoder {
     this.headLen = 0;
     this.need = 2;
     if (op >= 8) {
-      if (op !== OP.close && op !== OP.ping && op !== OP.pong) return this.failWith(CLOSE.protocolError, `unknown control opcode ${op}`);
+      if (op !== OP.close && op !== OP.ping && op !== OP.pong) return [CLOSE.protocolError, `unknown control opcode ${op}`];
       // §5.5: control frames are not fragmented and carry at most 125 bytes
-      if (!fin || len > MAX_CONTROL) return this.failWith(CLOSE.protocolError, "a control frame must be final and at most 125 bytes");
+      if (!fin || len > MAX_CONTROL) return [CLOSE.protocolError, "a control frame must be final and at most 125 bytes"];
       this.control = new Uint8Array(len);
       this.controlPos = 0;
     } else {
       if (op === OP.continuation) {
-        if (!this.inMessage) return this.failWith(CLOSE.protocolError, "a continuation frame without a message to continue");
+        if (!this.inMessage) return [CLOSE.protocolError, "a continuation frame without a message to continue"];
       } else if (op === OP.binary || op === OP.text) {
-        if (this.inMessage) return this.failWith(CLOSE.protocolError, "a new message inside a fragmented one");
+        if (this.inMessage) return [CLOSE.protocolError, "a new message inside a fragmented one"];
         // [MQTT-6.0.0-1] MQTT travels in binary data frames only
-        if (op === OP.text) return this.failWith(CLOSE.unsupportedData, "MQTT needs binary WebSocket frames");
+        if (op === OP.text) return [CLOSE.unsupportedData, "MQTT needs binary WebSocket frames"];
         this.inMessage = true;
         this.messageBytes = 0;
-      } else return this.failWith(CLOSE.protocolError, `unknown data opcode ${op}`);
+      } else return [CLOSE.protocolError, `unknown data opcode ${op}`];
       this.messageBytes += len;
       if (this.messageBytes > this.maxMessage) {
-        return this.failWith(CLOSE.tooBig, `message larger than ${this.maxMessage} bytes`);
+        return [CLOSE.tooBig, `message larger than ${this.maxMessage} bytes`];
       }
       this.fin = fin;
       this.control = undefined;
     }
     this.opcode = op;
     this.remaining = len;
-    return true;
+    return undefined;
   }
 
   private endFrame(): void {

@@ -9,6 +9,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { MAX_HEAD, withWebSocket } from "../../src/websocket-server.ts";
+import { FrameDecoder } from "../../src/websocket-frames.ts";
 import type { Connection, ConnectionEvents } from "../../src/transport.ts";
 
 class FakeConn implements Connection {
@@ -190,6 +191,18 @@ describe("WebSocket server layer (src/websocket-server.ts)", () => {
       }
       assert.ok(s.got().equals(Buffer.concat(payloads)), `round ${round}: the stream differs`);
     }
+  });
+
+  it("payload passed on before a ping in the same read is not overwritten by what follows (the core may keep views)", () => {
+    const views: Uint8Array[] = [];
+    const pongs: number[] = [];
+    const d = new FrameDecoder({ data: (b) => void views.push(b), control: (op) => void pongs.push(op), fail: () => assert.fail("failed") }, 1 << 20);
+    const a = Buffer.alloc(50, 0xaa), c = Buffer.alloc(50, 0xcc);
+    d.push(Buffer.concat([frame(2, a), frame(9, Buffer.from("p")), frame(2, c)]));
+    assert.deepEqual(pongs, [9]);
+    assert.equal(views.length, 2);
+    assert.ok(Buffer.from(views[0]).equals(a), "the first chunk was written over");
+    assert.ok(Buffer.from(views[1]).equals(c));
   });
 
   it("the core's writes are binary frames; close() sends close 1000 and nothing after it", () => {
