@@ -65,19 +65,19 @@ class Writer {
     this.pos += 8;
   }
 
-  /** UTF-8 with a u16 length; `need` must have allowed 2 + 3 x length. */
-  str(s: string) {
-    const n = s.length;
+  /** UTF-8 of s from `from` on, with a u16 length; `need` must have allowed 2 + 3 x length. */
+  str(s: string, from = 0) {
+    const n = s.length - from;
     const at = this.pos + 2;
     let i = 0;
     // ASCII by hand (topics and ids nearly always are), the rest through the encoder
     for (; i < n; i++) {
-      const c = s.charCodeAt(i);
+      const c = s.charCodeAt(from + i);
       if (c > 127) break;
       this.buf[at + i] = c;
     }
     let len = i;
-    if (i < n) len = i + enc.encodeInto(s.slice(i), this.buf.subarray(at + i)).written;
+    if (i < n) len = i + enc.encodeInto(s.slice(from + i), this.buf.subarray(at + i)).written;
     this.buf[this.pos] = len >> 8;
     this.buf[this.pos + 1] = len & 255;
     this.pos = at + len;
@@ -170,22 +170,37 @@ function propsParse(json: string): MessageProperties {
 export class ForwardBatch {
   private w = new Writer();
   private strings = new Map<string, number>();
+  /**
+   * The last id prefix, topic and publisher referred to, with their indexes: consecutive
+   * messages mostly share them (one node's ids; a publisher's run on one topic), and a string
+   * compared is cheaper than one sliced off and hashed.
+   */
+  private lastPrefix = "";
+  private lastPrefixRef = -1;
+  private lastTopic = "";
+  private lastTopicRef = -1;
+  private lastPublisher = "";
+  private lastPublisherRef = -1;
   count = 0;
 
-  /** A string by reference: its index when written before, else written now. */
-  private ref(s: string): void {
+  /** A string by reference: its index when written before, else written now; the index. */
+  private ref(s: string): number {
     const w = this.w;
     const i = this.strings.get(s);
-    if (i !== undefined) return w.u16(i);
+    if (i !== undefined) {
+      w.u16(i);
+      return i;
+    }
     w.u16(NEW);
     w.str(s);
-    this.strings.set(s, this.strings.size);
+    const n = this.strings.size;
+    this.strings.set(s, n);
+    return n;
   }
 
   add(m: StoredMessage, publisher: string | undefined, plain: boolean, shares?: string[]): void {
     const w = this.w;
     const id = m.id;
-    const cut = id.lastIndexOf(":") + 1; // "<node>#<incarnation>:<seq>": the node part repeats
     const props = m.properties === undefined ? undefined : enc.encode(propsJson(m.properties));
     const frame = m.wire;
     let room = 44 + 3 * (id.length + m.topic.length) + (frame !== undefined ? frame.length : m.payload.length);
@@ -200,12 +215,30 @@ export class ForwardBatch {
     if (shares !== undefined && shares.length > 0) flags |= 128;
     if (frame !== undefined) flags |= 256;
     w.u16(flags);
-    this.ref(id.slice(0, cut));
-    w.str(cut === 0 ? id : id.slice(cut));
-    this.ref(m.topic);
+    if (this.lastPrefixRef >= 0 && id.length > this.lastPrefix.length && id.startsWith(this.lastPrefix)) {
+      w.u16(this.lastPrefixRef);
+      w.str(id, this.lastPrefix.length);
+    } else {
+      const cut = id.lastIndexOf(":") + 1; // "<node>#<incarnation>:<seq>": the node part repeats
+      const prefix = id.slice(0, cut);
+      this.lastPrefixRef = this.ref(prefix);
+      this.lastPrefix = prefix;
+      w.str(id, cut);
+    }
+    if (this.lastTopicRef >= 0 && m.topic === this.lastTopic) w.u16(this.lastTopicRef);
+    else {
+      this.lastTopicRef = this.ref(m.topic);
+      this.lastTopic = m.topic;
+    }
     w.f64(m.receivedAt);
     if (m.expiresAt !== undefined) w.f64(m.expiresAt);
-    if (publisher !== undefined) this.ref(publisher);
+    if (publisher !== undefined) {
+      if (this.lastPublisherRef >= 0 && publisher === this.lastPublisher) w.u16(this.lastPublisherRef);
+      else {
+        this.lastPublisherRef = this.ref(publisher);
+        this.lastPublisher = publisher;
+      }
+    }
     if (props !== undefined) w.bytes(props);
     if (flags & 128) {
       w.u16(shares!.length);
@@ -217,7 +250,11 @@ export class ForwardBatch {
       w.u32(m.payload.length);
     }
     this.count++;
-    if (this.strings.size >= TABLE_MAX) this.strings.clear(); // a very mixed batch: start over, as the reader does
+    if (this.strings.size >= TABLE_MAX) {
+      // a very mixed batch: start over, as the reader does
+      this.strings.clear();
+      this.lastPrefixRef = this.lastTopicRef = this.lastPublisherRef = -1;
+    }
   }
 
   /** Bytes written so far. */

@@ -77,3 +77,26 @@ describe("protocol: decode keeps what the client sent", () => {
     assert.equal(p.unsubscriptions[0], "\ufeffa");
   });
 });
+
+describe("protocol: decode — topic names of consecutive PUBLISH packets", () => {
+  const publish = (topic: number[]) => frame(0x30, [...str(topic), 0x78]);
+  const topicOf = (b: Uint8Array) => (decode(b, 2, 4) as { topic: string }).topic;
+  const ascii = (s: string) => [...new TextEncoder().encode(s)];
+
+  it("the same bytes give the same topic, other bytes of the same length another one", () => {
+    assert.equal(topicOf(publish(ascii("a/b/c"))), "a/b/c");
+    assert.equal(topicOf(publish(ascii("a/b/c"))), "a/b/c");
+    assert.equal(topicOf(publish(ascii("a/b/d"))), "a/b/d");
+    assert.equal(topicOf(publish(ascii("x/b/d"))), "x/b/d");
+    assert.equal(topicOf(publish(ascii("a/b"))), "a/b");
+    assert.equal(topicOf(publish(ascii("é/b"))), "é/b");
+    assert.equal(topicOf(publish(ascii("é/c"))), "é/c");
+  });
+
+  it("a malformed topic right after a valid one of the same length is still refused [MQTT-1.5.4-1] [MQTT-1.5.4-2]", () => {
+    assert.equal(topicOf(publish(ascii("ab"))), "ab");
+    assert.throws(() => topicOf(publish([0xc3, 0x28])), /UTF-8/);
+    assert.throws(() => topicOf(publish([0x61, 0x00])), /U\+0000/);
+    assert.equal(topicOf(publish(ascii("ab"))), "ab");
+  });
+});
