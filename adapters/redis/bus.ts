@@ -126,6 +126,14 @@ export class RedisBus implements ClusterBus {
    * holds up every later command on its connection, and a lease must not wait behind that.
    */
   private ctl: { client: RedisClient; heartbeat: Call } | undefined;
+  /**
+   * Appends to inboxes (forwards, and the acknowledgements, requests and answers that travel
+   * with them, in one order) on a connection of their own, written at once: on the shared
+   * connection they waited behind its one auto-pipeline in flight, a whole round trip, and
+   * behind persistence writes. Not with --redis-wait-replicas: a WAIT covers the writes of
+   * its own connection, and those appends go on the persistence's (replicated()).
+   */
+  private sender: { client: RedisClient; send: Call } | undefined;
   /** Blocking readers: one for this node's inbox, one for the broadcast stream (two slots). */
   private inboxReader: RedisClient | undefined;
   private busReader: RedisClient | undefined;
@@ -188,6 +196,11 @@ export class RedisBus implements ClusterBus {
     // the extra connections log nothing of their own: the main one reports Redis's state
     const ctl = await this.store.connectAgain({ logger: quiet });
     this.ctl = { client: ctl, heartbeat: bindScripts(ctl).heartbeat };
+    if (!this.store.waitsForReplicas) {
+      const sender = await this.store.connectAgain({ autoPipelining: false, logger: quiet });
+      this.sender = { client: sender, send: bindScripts(sender).send };
+      await keepScriptsLoaded(sender, [lua.send.lua]);
+    }
     await keepScriptsLoaded(this.cmd, Object.values(lua).map((d) => d.lua));
     await keepScriptsLoaded(ctl, [lua.heartbeat.lua]);
     await this.heartbeat();
@@ -408,6 +421,7 @@ export class RedisBus implements ClusterBus {
     if (!this.started || this.closing) return;
     clearInterval(this.heartbeatTimer); // no lease renewed after this: survivors reap at once
     this.flushOutbox();
+    await this.afterSends(); // (on their own connection: stored before the leave is)
     await this.commitNow();
     await this.s.leave(this.k.nodes, this.k.bus, this.k.busSeq, this.nodeId);
     this.log.info("left the cluster", { member: this.nodeId });
@@ -427,7 +441,7 @@ export class RedisBus implements ClusterBus {
     this.replies.clear();
     for (const id of [...this.acks.keys()]) this.ackDone(id);
     // the readers only read: dropped at once (a quit would wait behind a blocked XREAD)
-    for (const r of [this.inboxReader, this.busReader, this.ctl?.client]) if (r) dropConnection(r);
+    for (const r of [this.inboxReader, this.busReader, this.ctl?.client, this.sender?.client]) if (r) dropConnection(r);
     await Promise.all(this.loops.map((l) => l.catch(() => {})));
   }
 
@@ -627,7 +641,7 @@ export class RedisBus implements ClusterBus {
       }
     };
     const inbox = this.k.inbox(node);
-    const p = this.store.replicated(this.s.send(inbox, this.k.live(node), "f", this.nodeId, bytes(o.batch.bytes())), inbox);
+    const p = this.store.replicated(this.appendTo(inbox, this.k.live(node), "f", bytes(o.batch.bytes())), inbox);
     this.appends.add(p);
     p.then(
       (r) => {
@@ -666,7 +680,12 @@ export class RedisBus implements ClusterBus {
   }
 
   private post(node: string, kind: string, data: string): Promise<unknown> {
-    return this.s.send(this.k.inbox(node), this.k.live(node), kind, this.nodeId, data);
+    return this.appendTo(this.k.inbox(node), this.k.live(node), kind, data);
+  }
+
+  /** One entry into a node's inbox (if the node is live): 1, or 0 when it is not. */
+  private appendTo(inbox: string, live: string, kind: string, data: string | Buffer): Promise<unknown> {
+    return (this.sender?.send ?? this.s.send)(inbox, live, kind, this.nodeId, data);
   }
 
   private async answer(from: string, id: string, req: Request): Promise<void> {

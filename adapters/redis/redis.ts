@@ -199,6 +199,11 @@ export class RedisPersistence implements Persistence {
    * done only once N replicas have it (WAIT on the connection that sent it, after its reply:
    * every write answered before the WAIT is sent is covered by it; one WAIT per server per tick).
    */
+  /** Whether writes wait for replicas (--redis-wait-replicas): replicated() then sends a WAIT. */
+  get waitsForReplicas(): boolean {
+    return this.replicas > 0;
+  }
+
   async replicated<T>(p: Promise<T>, key: string): Promise<T> {
     const v = await p;
     if (this.replicas > 0) await this.waitReplicas(key);
