@@ -8,7 +8,7 @@
  * per connection is one frame header and one control frame (at most 125 bytes).
  */
 
-import { slabPiece } from "./slab.ts";
+import { carve } from "./session/arena.ts";
 
 export const OP = { continuation: 0, text: 1, binary: 2, close: 8, ping: 9, pong: 10 } as const;
 
@@ -216,9 +216,6 @@ export function frameHeader(opcode: number, len: number): Uint8Array {
   return h;
 }
 
-/** Frames up to this size are cut from the shared slab (src/slab.ts). */
-const SLAB_PIECE = 16 * 1024;
-
 /**
  * One final server frame: header and payload in one buffer (one write per frame: an adapter's
  * write has a cost of its own, far above copying the payload once).
@@ -227,7 +224,7 @@ export function framed(opcode: number, payload: Uint8Array): Uint8Array {
   const n = payload.length;
   const hl = n < 126 ? 2 : n < 65536 ? 4 : 10;
   const total = hl + n;
-  const out = total > SLAB_PIECE ? new Uint8Array(total) : slabPiece(total);
+  const out = carve(total); // small ones a view of the shared slab (session/arena.ts)
   if (hl === 2) {
     out[0] = 0x80 | opcode;
     out[1] = n;

@@ -8,7 +8,7 @@
  */
 import type { Acceptor, Connection, ConnectionEvents, Listener, ListenOptions } from "../../src/transport.ts";
 import { LINGER_BYTES, LINGER_MS } from "../../src/transport.ts";
-import { slabPiece } from "../../src/slab.ts";
+import { carve } from "../../src/session/arena.ts";
 
 class DenoConnection implements Connection {
   remote: { address?: string; port?: number };
@@ -103,12 +103,12 @@ class DenoConnection implements Connection {
   }
 }
 
-/** Reads up to this size reach the core as a view of the shared slab (src/slab.ts). */
+/** Reads up to this size reach the core as a view of the shared slab (src/session/arena.ts). */
 const SLAB_READ = 4096;
 
 function received(buf: Uint8Array, n: number): Uint8Array {
   if (n > SLAB_READ) return buf.slice(0, n);
-  const v = slabPiece(n);
+  const v = carve(n);
   v.set(n === buf.length ? buf : buf.subarray(0, n));
   return v;
 }

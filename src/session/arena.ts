@@ -4,7 +4,7 @@
  * an ArrayBuffer with its own backing store and GC bookkeeping, markedly so under Deno); a
  * carve is a view on a slab that is bumped forward and never reused, so a view handed to a
  * socket stays valid for as long as the socket holds it. A slab is freed by the GC once no
- * view of it is left.
+ * view of it is left. Deno's small socket reads and WebSocket frames are cut from it too.
  */
 const SLAB = 64 * 1024;
 const BIG = 8 * 1024;
